@@ -1,0 +1,536 @@
+//! The settings tree: layered loading, typed values and start-up validation.
+//!
+//! Layers, later wins: `config/default.toml` (embedded) → `config/development.toml` (embedded; only when
+//! `env = "development"`) → an optional file → `TOKENMINT_`-prefixed environment variables with `__` for
+//! nesting. Raw values become typed ones here, once: TTL bounds become [`TtlPolicy`], SIDs are checked, and every
+//! credential is a [`SecretString`] that is exposed only where a signature is computed or compared.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment as EnvSource, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::providers::twilio::sid::{Sid, SidKind};
+use crate::ttl::TtlPolicy;
+
+/// The embedded defaults: every key, commented.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+/// The embedded development profile: clearly fake sample tenants.
+pub const DEVELOPMENT_TOML: &str = include_str!("../config/development.toml");
+/// Prefix of the environment variables that override configuration.
+pub const ENV_PREFIX: &str = "TOKENMINT";
+
+/// Shortest signing secret accepted in production, in bytes.
+pub const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
+
+/// Which profile the service runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunEnvironment {
+    /// Sample tenants loaded; meant for a laptop.
+    Development,
+    /// No sample tenants; sample credentials and short secrets refused.
+    Production,
+}
+
+/// Everything tokenmint reads from configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The profile.
+    pub env: RunEnvironment,
+    /// Listener and HTTP limits.
+    pub server: ServerSettings,
+    /// Log format and level.
+    pub log: LogSettings,
+    /// The shared TTL policy.
+    pub ttl: TtlSettings,
+    /// Twilio-style Access Tokens.
+    pub twilio: TwilioSettings,
+    /// Path of the configuration file (set through `TOKENMINT_CONFIG`); read before the layers are merged.
+    #[serde(default, skip_serializing)]
+    pub config: Option<PathBuf>,
+}
+
+/// Listener and HTTP limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind.
+    pub host: IpAddr,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+    /// Per-request deadline.
+    #[serde(rename = "request_timeout_secs", with = "secs")]
+    pub request_timeout: Duration,
+    /// Largest request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// How long in-flight requests may run on after a shutdown signal.
+    #[serde(rename = "shutdown_grace_secs", with = "secs")]
+    pub shutdown_grace: Duration,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// A `tracing` filter directive.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The shared TTL policy, one set of bounds per provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtlSettings {
+    /// Clock skew tolerated when verifying exp and nbf.
+    #[serde(rename = "leeway_secs", with = "secs")]
+    pub leeway: Duration,
+    /// Twilio Access Tokens.
+    #[serde(deserialize_with = "ttl_policy")]
+    pub twilio: TtlPolicy,
+    /// NetEase getToken tokens.
+    #[serde(deserialize_with = "ttl_policy")]
+    pub netease: TtlPolicy,
+    /// MeCloud accesstokens.
+    #[serde(deserialize_with = "ttl_policy")]
+    pub mecloud: TtlPolicy,
+}
+
+/// Twilio accounts, keyed by an operator-chosen label.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioSettings {
+    /// The accounts.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, TwilioAccountSettings>,
+}
+
+/// One Twilio account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioAccountSettings {
+    /// `AC` + 32 hex digits.
+    pub account_sid: String,
+    /// Chat Service SID used when a chat grant names none.
+    #[serde(default)]
+    pub chat_service_sid: Option<String>,
+    /// Default region (`twr` header) for this account's tokens.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// API keys, keyed by label; several may be active at once so keys rotate without downtime.
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, TwilioApiKeySettings>,
+}
+
+/// One Twilio API key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioApiKeySettings {
+    /// `SK` + 32 hex digits.
+    pub sid: String,
+    /// The HMAC signing secret.
+    #[serde(serialize_with = "redacted")]
+    pub secret: SecretString,
+}
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer could not be read or parsed, or a value has the wrong type.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is well-formed but breaks a rule.
+    #[error("configuration: {key}: {rule}")]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// The rule it breaks.
+        rule: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+/// Where the layers come from.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// A configuration file (`--config`); when `None`, `TOKENMINT_CONFIG` from `env` is used if set.
+    pub file: Option<PathBuf>,
+    /// Inline TOML applied after the file (tests use it).
+    pub inline: Option<String>,
+    /// The environment to read `TOKENMINT_*` from; `None` reads the process environment.
+    pub env: Option<HashMap<String, String>>,
+}
+
+impl Settings {
+    /// Loads from the process environment and an optional file.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(Sources {
+            file: file.map(Path::to_path_buf),
+            ..Sources::default()
+        })
+    }
+
+    /// Loads from explicit sources and validates.
+    pub fn load_from(sources: Sources) -> Result<Self, ConfigError> {
+        // Pass one decides the profile, which decides whether the development layer is part of pass two.
+        let first: Settings = Self::build(&sources, false)?.try_deserialize()?;
+        let settings: Settings = match first.env {
+            RunEnvironment::Development => Self::build(&sources, true)?.try_deserialize()?,
+            RunEnvironment::Production => first,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn build(sources: &Sources, development: bool) -> Result<Config, ConfigError> {
+        let env_source = EnvSource::with_prefix(ENV_PREFIX)
+            .prefix_separator("_")
+            .separator("__")
+            .source(sources.env.clone());
+        let file = match &sources.file {
+            Some(path) => Some(path.clone()),
+            None => {
+                let from_env = match &sources.env {
+                    Some(map) => map.get("TOKENMINT_CONFIG").cloned(),
+                    None => std::env::var("TOKENMINT_CONFIG").ok(),
+                };
+                from_env.filter(|p| !p.is_empty()).map(PathBuf::from)
+            }
+        };
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if development {
+            builder = builder.add_source(File::from_str(DEVELOPMENT_TOML, FileFormat::Toml));
+        }
+        if let Some(path) = file {
+            builder = builder.add_source(File::from(path).required(true));
+        }
+        if let Some(inline) = &sources.inline {
+            builder = builder.add_source(File::from_str(inline, FileFormat::Toml));
+        }
+        Ok(builder.add_source(env_source).build()?)
+    }
+
+    /// Checks the rules serde cannot express: SID formats, unique key SIDs, production hygiene.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.request_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "server.request_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.server.body_limit_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "server.body_limit_bytes",
+                "must be at least 1",
+            ));
+        }
+        self.validate_twilio()?;
+        if self.env == RunEnvironment::Production {
+            self.validate_production()?;
+        }
+        Ok(())
+    }
+
+    fn validate_twilio(&self) -> Result<(), ConfigError> {
+        let mut key_sids = HashSet::new();
+        for (label, account) in &self.twilio.accounts {
+            let prefix = format!("twilio.accounts.{label}");
+            check_sid(
+                &format!("{prefix}.account_sid"),
+                &account.account_sid,
+                SidKind::Account,
+            )?;
+            if let Some(sid) = &account.chat_service_sid {
+                check_sid(
+                    &format!("{prefix}.chat_service_sid"),
+                    sid,
+                    SidKind::ChatService,
+                )?;
+            }
+            if let Some(region) = &account.region {
+                crate::providers::twilio::grants::Region::try_from(region.as_str())
+                    .map_err(|e| ConfigError::invalid(format!("{prefix}.region"), e.to_string()))?;
+            }
+            if account.api_keys.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.api_keys"),
+                    "at least one API key is required",
+                ));
+            }
+            for (key_label, key) in &account.api_keys {
+                let key_prefix = format!("{prefix}.api_keys.{key_label}");
+                check_sid(&format!("{key_prefix}.sid"), &key.sid, SidKind::ApiKey)?;
+                if !key_sids.insert(key.sid.to_ascii_lowercase()) {
+                    return Err(ConfigError::invalid(
+                        format!("{key_prefix}.sid"),
+                        "API key SIDs must be unique across all accounts",
+                    ));
+                }
+                if key.secret.expose_secret().is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("{key_prefix}.secret"),
+                        "must not be empty",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_production(&self) -> Result<(), ConfigError> {
+        let samples = sample_credentials();
+        for (key, value) in self.credentials() {
+            if samples.contains(value) {
+                return Err(ConfigError::invalid(
+                    key,
+                    "is a sample credential from the development profile; configure your own for production",
+                ));
+            }
+        }
+        for (key, secret) in self.signing_secrets() {
+            if secret.expose_secret().len() < MIN_PRODUCTION_SECRET_BYTES {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("signing secrets must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every signing secret with its dotted key.
+    fn signing_secrets(&self) -> Vec<(String, &SecretString)> {
+        let mut out = Vec::new();
+        for (label, account) in &self.twilio.accounts {
+            for (key_label, key) in &account.api_keys {
+                out.push((
+                    format!("twilio.accounts.{label}.api_keys.{key_label}.secret"),
+                    &key.secret,
+                ));
+            }
+        }
+        out
+    }
+
+    /// Every identifying credential value (SIDs, keys, secrets) with its dotted key.
+    fn credentials(&self) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        for (label, account) in &self.twilio.accounts {
+            out.push((
+                format!("twilio.accounts.{label}.account_sid"),
+                account.account_sid.as_str(),
+            ));
+            for (key_label, key) in &account.api_keys {
+                out.push((
+                    format!("twilio.accounts.{label}.api_keys.{key_label}.sid"),
+                    key.sid.as_str(),
+                ));
+            }
+        }
+        for (key, secret) in self.signing_secrets() {
+            out.push((key, secret.expose_secret()));
+        }
+        out
+    }
+
+    /// The effective configuration as pretty JSON, every secret replaced by `"[redacted]"`.
+    pub fn redacted_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// The credential values of the embedded development profile.
+fn sample_credentials() -> HashSet<String> {
+    let parsed = Config::builder()
+        .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+        .add_source(File::from_str(DEVELOPMENT_TOML, FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize::<Settings>());
+    match parsed {
+        Ok(dev) => dev
+            .credentials()
+            .into_iter()
+            .map(|(_, v)| v.to_owned())
+            .collect(),
+        // The embedded profile is covered by a unit test; an empty set here would only weaken a check.
+        Err(_) => HashSet::new(),
+    }
+}
+
+fn check_sid(key: &str, value: &str, kind: SidKind) -> Result<(), ConfigError> {
+    Sid::parse(value, kind)
+        .map(|_| ())
+        .map_err(|e| ConfigError::invalid(key, e.to_string()))
+}
+
+fn redacted<S: Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str("[redacted]")
+}
+
+fn ttl_policy<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<TtlPolicy, D::Error> {
+    let raw = crate::ttl::TtlBounds::deserialize(deserializer)?;
+    TtlPolicy::try_from(raw).map_err(serde::de::Error::custom)
+}
+
+/// Serde helpers for `Duration` written as whole seconds.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(value.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(inline: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::load_from(Sources {
+            file: None,
+            inline: Some(inline.to_owned()),
+            env: Some(
+                env.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+        })
+    }
+
+    #[test]
+    fn defaults_start_in_development_with_sample_tenants() {
+        let settings = load("", &[]).expect("defaults load");
+        assert_eq!(settings.env, RunEnvironment::Development);
+        assert_eq!(settings.server.port, 8080);
+        assert!(settings.twilio.accounts.contains_key("sample"));
+        assert!(
+            !sample_credentials().is_empty(),
+            "the development profile parses"
+        );
+    }
+
+    #[test]
+    fn environment_variables_override_nested_keys() {
+        let settings = load(
+            "",
+            &[
+                ("TOKENMINT_SERVER__PORT", "9191"),
+                ("TOKENMINT_LOG__FORMAT", "json"),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(settings.server.port, 9191);
+        assert_eq!(settings.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn production_refuses_sample_credentials() {
+        let inline = r#"
+            [twilio.accounts.sample]
+            account_sid = "AC00000000000000000000000000000000"
+            [twilio.accounts.sample.api_keys.k]
+            sid = "SK00000000000000000000000000000001"
+            secret = "sample-twilio-secret-not-for-production-1"
+        "#;
+        let err = load(inline, &[("TOKENMINT_ENV", "production")]).expect_err("refused");
+        let msg = err.to_string();
+        assert!(msg.contains("twilio.accounts.sample.account_sid"), "{msg}");
+        assert!(msg.contains("sample credential"), "{msg}");
+        assert!(
+            !msg.contains("sample-twilio-secret"),
+            "no secret in the message: {msg}"
+        );
+    }
+
+    #[test]
+    fn production_refuses_short_secrets_and_names_the_key() {
+        let inline = r#"
+            [twilio.accounts.acme]
+            account_sid = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            [twilio.accounts.acme.api_keys.main]
+            sid = "SKaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            secret = "too-short"
+        "#;
+        let err = load(inline, &[("TOKENMINT_ENV", "production")]).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "configuration: twilio.accounts.acme.api_keys.main.secret: signing secrets must be at least 32 bytes in production"
+        );
+    }
+
+    #[test]
+    fn production_starts_without_sample_tenants() {
+        let settings = load("", &[("TOKENMINT_ENV", "production")]).expect("loads");
+        assert!(settings.twilio.accounts.is_empty());
+    }
+
+    #[test]
+    fn invalid_values_name_the_key_and_the_rule() {
+        let cases = [
+            (
+                "[twilio.accounts.x]\naccount_sid = \"AB123\"\n[twilio.accounts.x.api_keys.k]\nsid = \"SK00000000000000000000000000000009\"\nsecret = \"s\"",
+                "twilio.accounts.x.account_sid",
+            ),
+            ("[ttl.twilio]\nmin = 10\ndefault = 5\nmax = 20", "ttl"),
+            ("[server]\nprot = 1", "prot"),
+            ("[server]\nrequest_timeout_secs = 0", "server.request_timeout_secs"),
+            ("[log]\nformat = \"xml\"", "xml"),
+        ];
+        for (inline, expected) in cases {
+            let err = load(inline, &[]).expect_err(inline);
+            assert!(err.to_string().contains(expected), "{inline}: {err}");
+        }
+    }
+
+    #[test]
+    fn duplicate_api_key_sids_are_refused() {
+        let inline = r#"
+            [twilio.accounts.other]
+            account_sid = "ACbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+            [twilio.accounts.other.api_keys.k]
+            sid = "SK00000000000000000000000000000001"
+            secret = "another"
+        "#;
+        let err = load(inline, &[]).expect_err("duplicate");
+        assert!(err.to_string().contains("unique"), "{err}");
+    }
+
+    #[test]
+    fn redacted_json_hides_every_secret() {
+        let settings = load("", &[]).expect("loads");
+        let json = settings.redacted_json();
+        assert!(json.contains("[redacted]"));
+        assert!(!json.contains("sample-twilio-secret"), "{json}");
+    }
+}

@@ -1,0 +1,85 @@
+//! The HTTP surface: shared state, the router and its middleware stack.
+//!
+//! [`router`] is what the server runs and what tests can call without a socket. Middleware, outermost first:
+//! request id (generated or propagated, echoed), a tracing span per request, the request deadline, the body
+//! limit. Unknown paths and methods are answered in the JSON error shape.
+
+pub mod extract;
+pub mod health;
+pub mod middleware;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::providers::twilio::TwilioProvider;
+use crate::ttl::SharedClock;
+
+/// State shared by every handler; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct Shared {
+    /// Where every provider reads time from.
+    pub clock: SharedClock,
+    /// Twilio-style Access Tokens.
+    pub twilio: TwilioProvider,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Per-request deadline.
+    pub request_timeout: Duration,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the providers from validated settings.
+    pub fn new(settings: &Settings, clock: SharedClock) -> Self {
+        Self(Arc::new(Shared {
+            twilio: TwilioProvider::from_settings(settings, clock.clone()),
+            clock,
+            body_limit: settings.server.body_limit_bytes,
+            request_timeout: settings.server.request_timeout,
+        }))
+    }
+}
+
+/// The whole application as one router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .merge(crate::providers::twilio::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::deadline,
+        ))
+        .layer(middleware::trace_layer())
+        .layer(axum::middleware::from_fn(middleware::request_id))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,23 @@
+//! tokenmint: one self-hosted HTTP service that mints and checks access tokens in three vendors' schemes —
+//! Twilio-style Access Tokens, NetEase Yunxin getToken and MeCloud accesstokens — so an app backend needs one
+//! service and existing client code keeps working when pointed at it.
+//!
+//! # Layout
+//! - [`config`]: the settings tree, layered loading and start-up validation.
+//! - [`telemetry`]: tracing set-up, once.
+//! - [`error`]: the JSON routes' error enum, status mapping and error shape.
+//! - [`ttl`]: the shared TTL policy and the injectable clock.
+//! - [`http`]: shared state, the router, extractors, middleware and health probes.
+//! - [`providers`]: one module per token scheme.
+//! - [`startup`]: building the application (binding the listener) and running it until a signal.
+//! - [`healthcheck`]: the probe `tokenmint healthcheck` runs against a live instance.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod healthcheck;
+pub mod http;
+pub mod providers;
+pub mod startup;
+pub mod telemetry;
+pub mod ttl;

@@ -1,0 +1,95 @@
+//! The `tokenmint` binary: parse the command line, load settings, init telemetry, build, run until a signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokenmint::config::Settings;
+use tokenmint::startup::{shutdown_signal, Application};
+use tokenmint::{healthcheck, telemetry};
+
+/// Mints and checks Twilio-, NetEase- and MeCloud-style access tokens.
+#[derive(Debug, Parser)]
+#[command(name = "tokenmint", version, about)]
+struct Cli {
+    /// Configuration file layered over the embedded defaults (also TOKENMINT_CONFIG).
+    #[arg(long, global = true, env = "TOKENMINT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP service (the default).
+    Serve,
+    /// Load and validate the configuration, then print it with every secret redacted.
+    CheckConfig,
+    /// Probe GET /healthz of a running instance; exit 0 when healthy.
+    Healthcheck {
+        /// Address to probe; defaults to the configured listener (a wildcard bind is probed on loopback).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        /// Seconds to wait for an answer.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("tokenmint: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::CheckConfig => {
+            println!("{}", settings.redacted_json());
+            ExitCode::SUCCESS
+        }
+        Command::Healthcheck { addr, timeout_secs } => {
+            let addr = addr.unwrap_or_else(|| {
+                healthcheck::probe_addr(settings.server.host, settings.server.port)
+            });
+            match healthcheck::probe(addr, Duration::from_secs(timeout_secs)).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tokenmint: unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    telemetry::init(&settings.log);
+    let app = match Application::build(&settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, host = %settings.server.host, port = settings.server.port, "cannot bind");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app.local_addr() {
+        Ok(addr) => tracing::info!(%addr, env = ?settings.env, "tokenmint listening"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the bound address"),
+    }
+    match app.run_until_stopped(shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("tokenmint stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
