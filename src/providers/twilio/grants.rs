@@ -354,7 +354,8 @@ impl Grants {
                     Some(o) => match sid("grants.voice.outgoing.application_sid", o.application_sid, SidKind::Application)? {
                         Some(application_sid) => Some(VoiceOutgoing {
                             application_sid,
-                            params: o.params,
+                            // Twilio's libraries drop empty params; so do we, to mint the same payload.
+                            params: o.params.filter(|p| !p.is_empty()),
                         }),
                         None if o.params.is_some() => {
                             return Err(ApiError::invalid(

@@ -1,0 +1,7 @@
+//! The integration test binary: one harness, one file per area.
+
+mod health;
+mod helpers;
+mod http_basics;
+mod twilio;
+mod twilio_library;

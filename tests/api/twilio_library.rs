@@ -1,0 +1,182 @@
+//! Tokens minted by the running service, checked by Twilio's official Python helper library (PyPI `twilio`,
+//! pinned): `AccessToken.from_jwt(token, secret)` must accept them, and their claims must equal what the library
+//! mints itself for the same inputs, apart from time-dependent values.
+//!
+//! The library runs in a virtualenv the harness creates under the target directory on first use (or the Python
+//! named by `TOKENMINT_TEST_PYTHON`). The test fails, never skips, when the library cannot be had.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, ACCOUNT_SID, KEY_1};
+
+/// The pinned library version.
+const TWILIO_PYPI: &str = "twilio==9.13.0";
+const COMPAT_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/twilio_compat.py");
+
+fn python() -> &'static PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        if let Ok(path) = std::env::var("TOKENMINT_TEST_PYTHON") {
+            return PathBuf::from(path);
+        }
+        let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("twilio-venv");
+        let python = venv.join("bin/python");
+        let marker = venv.join(".tokenmint-installed");
+        if !marker.exists() {
+            let status = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "python3 -m venv failed: python3 is needed for this test"
+            );
+            let status = Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    TWILIO_PYPI,
+                ])
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "pip install {TWILIO_PYPI} failed"
+            );
+            std::fs::write(&marker, TWILIO_PYPI).expect("marker written");
+        }
+        python
+    })
+}
+
+/// Runs the compatibility script; panics with its stderr when the library refuses the token.
+fn check_with_library(input: &Value) -> Value {
+    let mut child = Command::new(python())
+        .arg(COMPAT_SCRIPT)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(input.to_string().as_bytes())
+            .expect("input written");
+    }
+    let output = child.wait_with_output().expect("python finishes");
+    assert!(
+        output.status.success(),
+        "twilio library refused the token: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("script prints JSON")
+}
+
+fn without_time(mut payload: Value) -> Value {
+    let map = payload.as_object_mut().expect("payload object");
+    for key in ["jti", "iat", "nbf", "exp"] {
+        map.remove(key);
+    }
+    payload
+}
+
+#[tokio::test]
+async fn tokens_verify_with_twilios_python_library_and_match_its_claims() {
+    let app = spawn_app().await;
+    let sid = |p: &str| format!("{p}0123456789abcdef0123456789abcdef");
+    let cases = vec![
+        ("identity only", json!({"identity": "alice@example.com"})),
+        (
+            "chat and video",
+            json!({"identity": "alice@example.com", "ttl": 1800, "grants": {
+            "chat": {"service_sid": sid("IS"), "endpoint_id": "myapp:alice:device1", "deployment_role_sid": sid("RL"), "push_credential_sid": sid("CR")},
+            "video": {"room": "DailyStandup"}}}),
+        ),
+        (
+            "voice",
+            json!({"identity": "alice_1", "grants": {"voice": {
+            "incoming": {"allow": true},
+            "outgoing": {"application_sid": sid("AP"), "params": {"to": "+15550100", "n": 1}},
+            "push_credential_sid": sid("CR"), "endpoint_id": "e1"}}}),
+        ),
+        (
+            "sync, taskrouter, player and a region",
+            json!({"identity": "bob", "region": "ie1", "grants": {
+            "data_sync": {"service_sid": sid("IS"), "endpoint_id": "s1"},
+            "task_router": {"workspace_sid": sid("WS"), "worker_sid": sid("WK"), "role": "worker"},
+            "player": {"playbackGrant": {"requestCredentials": null, "playbackUrl": "https://x"}}}}),
+        ),
+        (
+            "empty grants",
+            json!({"identity": "carol", "grants": {"chat": {"service_sid": sid("IS")}, "video": {}, "voice": {}}}),
+        ),
+    ];
+    for (case, request) in cases {
+        let minted = app.mint_ok(KEY_1, &request).await;
+        let result = check_with_library(&json!({
+            "token": minted["token"],
+            "secret": KEY_1.1,
+            "account_sid": ACCOUNT_SID,
+            "key_sid": KEY_1.0,
+            "request": request,
+        }));
+        assert_eq!(result["verified"], true, "{case}");
+        assert_eq!(
+            without_time(result["ours"]["payload"].clone()),
+            without_time(result["library"]["payload"].clone()),
+            "{case}: claims differ from the library's"
+        );
+        assert_eq!(
+            result["ours"]["header"], result["library"]["header"],
+            "{case}: header differs"
+        );
+        let ours = &result["ours"]["payload"];
+        assert_eq!(
+            ours["exp"].as_i64().expect("exp") - ours["nbf"].as_i64().expect("nbf"),
+            minted["ttl"].as_i64().expect("ttl"),
+            "{case}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn twilios_library_refuses_a_token_checked_with_the_wrong_secret() {
+    let app = spawn_app().await;
+    let minted = app.mint_ok(KEY_1, &json!({"identity": "alice"})).await;
+    let mut child = Command::new(python())
+        .arg(COMPAT_SCRIPT)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    {
+        use std::io::Write;
+        let input = json!({"token": minted["token"], "secret": "not-the-secret", "account_sid": ACCOUNT_SID,
+                           "key_sid": KEY_1.0, "request": {"identity": "alice"}});
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.to_string().as_bytes())
+            .expect("written");
+    }
+    let output = child.wait_with_output().expect("finishes");
+    assert!(
+        !output.status.success(),
+        "the library must refuse a wrong secret (proves the check is real)"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("Signature"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
