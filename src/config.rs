@@ -38,8 +38,11 @@ pub enum RunEnvironment {
 }
 
 /// Everything tokenmint reads from configuration.
+///
+/// Unknown keys are refused inside every section (a typo such as `server.prot` stops start-up), but tolerated at
+/// the top level: orchestrators inject variables such as `TOKENMINT_SERVICE_HOST` or `TOKENMINT_PORT` for a
+/// service named tokenmint, and those must not keep the service from starting.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// The profile.
     pub env: RunEnvironment,
@@ -455,6 +458,25 @@ mod tests {
     }
 
     #[test]
+    fn orchestrator_variables_at_the_top_level_do_not_stop_start_up() {
+        let settings = load(
+            "",
+            &[
+                ("TOKENMINT_SERVICE_HOST", "10.0.0.1"),
+                ("TOKENMINT_PORT", "tcp://10.0.0.1:8080"),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(settings.server.port, 8080);
+    }
+
+    #[test]
+    fn a_typo_inside_a_section_stops_start_up() {
+        let err = load("", &[("TOKENMINT_SERVER__PROT", "1")]).expect_err("refused");
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
     fn production_refuses_sample_credentials() {
         let inline = r#"
             [twilio.accounts.sample]
@@ -504,6 +526,7 @@ mod tests {
             ),
             ("[ttl.twilio]\nmin = 10\ndefault = 5\nmax = 20", "ttl"),
             ("[server]\nprot = 1", "prot"),
+            ("[twilio.accounts.x]\naccount_sid = \"AC00000000000000000000000000000000\"\nsecret = \"s\"", "secret"),
             ("[server]\nrequest_timeout_secs = 0", "server.request_timeout_secs"),
             ("[log]\nformat = \"xml\"", "xml"),
         ];

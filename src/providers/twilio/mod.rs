@@ -18,7 +18,7 @@ use axum::http::request::Parts;
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -26,7 +26,7 @@ use subtle::ConstantTimeEq;
 
 use self::grants::{GrantDefaults, Grants, Identity, MintRequest, Region};
 use self::sid::{Sid, SidKind};
-use self::token::{Claims, Unverified};
+use self::token::{Claims, SigningKey, Unverified};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::http::extract::AppJson;
@@ -36,7 +36,7 @@ use crate::ttl::{SharedClock, TtlPolicy};
 /// The provider built from configuration: API keys indexed by SID.
 #[derive(Debug)]
 pub struct TwilioProvider {
-    keys: HashMap<String, ApiKey>,
+    keys: HashMap<String, Arc<ApiKey>>,
     policy: TtlPolicy,
     leeway: Duration,
     clock: SharedClock,
@@ -54,7 +54,7 @@ struct Account {
 struct ApiKey {
     sid: Sid,
     secret: SecretString,
-    encoding: EncodingKey,
+    signing: SigningKey,
     decoding: DecodingKey,
     account: Arc<Account>,
 }
@@ -102,13 +102,13 @@ impl TwilioProvider {
                 let secret_bytes = key.secret.expose_secret().as_bytes();
                 keys.insert(
                     key.sid.clone(),
-                    ApiKey {
+                    Arc::new(ApiKey {
                         sid,
-                        encoding: EncodingKey::from_secret(secret_bytes),
+                        signing: SigningKey::new(secret_bytes),
                         decoding: DecodingKey::from_secret(secret_bytes),
                         secret: key.secret.clone(),
                         account: shared.clone(),
-                    },
+                    }),
                 );
             }
         }
@@ -121,7 +121,7 @@ impl TwilioProvider {
     }
 
     /// Checks HTTP Basic credentials: the user name is an API key SID, the password its secret.
-    fn authenticate(&self, key_sid: &str, secret: &str) -> Option<&ApiKey> {
+    fn authenticate(&self, key_sid: &str, secret: &str) -> Option<&Arc<ApiKey>> {
         match self.keys.get(key_sid) {
             Some(key) => bool::from(
                 key.secret
@@ -148,7 +148,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The authenticated caller: the API key it presented.
 struct Caller {
-    key_sid: String,
+    key: Arc<ApiKey>,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -160,9 +160,7 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let (user, password) = basic_credentials(parts)?;
         match state.twilio.authenticate(&user, &password) {
-            Some(key) => Ok(Self {
-                key_sid: key.sid.as_str().to_owned(),
-            }),
+            Some(key) => Ok(Self { key: key.clone() }),
             None => Err(ApiError::Unauthorized {
                 code: "invalid_credentials",
                 message: "unknown API key SID or wrong secret",
@@ -212,10 +210,7 @@ async fn mint(
     AppJson(request): AppJson<MintRequest>,
 ) -> Result<Json<MintResponse>, ApiError> {
     let provider = &state.twilio;
-    let key = provider
-        .keys
-        .get(&caller.key_sid)
-        .ok_or_else(|| ApiError::Internal("authenticated key vanished from the index".into()))?;
+    let key = &caller.key;
     let account = &key.account;
 
     let ttl = provider.policy.resolve(request.ttl)?;
@@ -250,7 +245,7 @@ async fn mint(
         exp,
         grants: &grants,
     };
-    let token = token::sign(&claims, region.as_ref(), &key.encoding)
+    let token = token::sign(&claims, region.as_ref(), &key.signing)
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok(Json(MintResponse {
         token,
@@ -275,13 +270,7 @@ async fn verify(
     caller: Caller,
     AppJson(request): AppJson<VerifyRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let provider = &state.twilio;
-    let account_sid = provider
-        .keys
-        .get(&caller.key_sid)
-        .map(|k| k.account.sid.clone())
-        .ok_or_else(|| ApiError::Internal("authenticated key vanished from the index".into()))?;
-    let outcome = check(provider, &account_sid, &request.token);
+    let outcome = check(&state.twilio, &caller.key.account.sid, &request.token);
     Ok(Json(match outcome {
         Ok(verified) => {
             json!({"valid": true, "header": verified.header, "claims": verified.claims})
