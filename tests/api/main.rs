@@ -1,5 +1,6 @@
 //! The integration test binary: one harness, one file per area.
 
+mod cli;
 mod health;
 mod helpers;
 mod http_basics;

@@ -1,0 +1,167 @@
+//! The real binary: configuration checks, the healthcheck command and shutdown on SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokenmint");
+
+fn tokenmint(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("binary runs")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
+    let secret = "a-very-secret-value-that-must-not-be-printed";
+    let output = tokenmint(
+        &["check-config"],
+        &[
+            (
+                "TOKENMINT_TWILIO__ACCOUNTS__ACME__ACCOUNT_SID",
+                "AC0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "TOKENMINT_TWILIO__ACCOUNTS__ACME__API_KEYS__MAIN__SID",
+                "SK0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "TOKENMINT_TWILIO__ACCOUNTS__ACME__API_KEYS__MAIN__SECRET",
+                secret,
+            ),
+            ("TOKENMINT_SERVER__PORT", "9999"),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let printed: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(printed["server"]["port"], 9999);
+    assert_eq!(
+        printed["twilio"]["accounts"]["acme"]["api_keys"]["main"]["secret"],
+        "[redacted]"
+    );
+    assert!(!stdout.contains(secret));
+    assert!(
+        !stdout.contains("sample-twilio-secret"),
+        "sample secrets are redacted too"
+    );
+}
+
+#[test]
+fn production_refuses_to_start_with_a_sample_credential_and_names_the_key() {
+    let output = tokenmint(
+        &["serve"],
+        &[
+            ("TOKENMINT_ENV", "production"),
+            (
+                "TOKENMINT_TWILIO__ACCOUNTS__ACME__ACCOUNT_SID",
+                "AC0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "TOKENMINT_TWILIO__ACCOUNTS__ACME__API_KEYS__MAIN__SID",
+                "SK0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "TOKENMINT_TWILIO__ACCOUNTS__ACME__API_KEYS__MAIN__SECRET",
+                "sample-twilio-secret-not-for-production-1",
+            ),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("twilio.accounts.acme.api_keys.main.secret"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("sample credential"), "{stderr}");
+    assert!(
+        !stderr.contains("sample-twilio-secret"),
+        "the secret itself is never printed: {stderr}"
+    );
+}
+
+#[test]
+fn an_invalid_value_stops_start_up_with_the_key_and_the_rule() {
+    let output = tokenmint(
+        &["serve"],
+        &[("TOKENMINT_SERVER__REQUEST_TIMEOUT_SECS", "0")],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("server.request_timeout_secs: must be at least 1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn healthcheck_fails_when_nothing_listens() {
+    let port = free_port().to_string();
+    let output = tokenmint(
+        &["healthcheck", "--addr", &format!("127.0.0.1:{port}")],
+        &[],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unhealthy"));
+}
+
+#[test]
+fn serve_answers_the_healthcheck_and_exits_cleanly_on_sigterm() {
+    let port = free_port().to_string();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("TOKENMINT_SERVER__PORT", &port)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let addr = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        let probe = tokenmint(
+            &["healthcheck", "--addr", &addr, "--timeout-secs", "1"],
+            &[],
+        );
+        if probe.status.success() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "service did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
