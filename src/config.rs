@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::providers::twilio::sid::{Sid, SidKind};
+use crate::store::{Backend, StoreSettings};
 use crate::ttl::TtlPolicy;
 
 /// The embedded defaults: every key, commented.
@@ -54,6 +55,8 @@ pub struct Settings {
     pub ttl: TtlSettings,
     /// Twilio-style Access Tokens.
     pub twilio: TwilioSettings,
+    /// Server-side token state.
+    pub store: StoreSettings,
     /// Path of the configuration file (set through `TOKENMINT_CONFIG`); read before the layers are merged.
     #[serde(default, skip_serializing)]
     pub config: Option<PathBuf>,
@@ -252,6 +255,18 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if self.store.backend == Backend::Redis && self.store.redis.url.expose_secret().is_empty() {
+            return Err(ConfigError::invalid(
+                "store.redis.url",
+                "is required when store.backend = \"redis\"",
+            ));
+        }
+        if self.store.embedded.max_batch == 0 {
+            return Err(ConfigError::invalid(
+                "store.embedded.max_batch",
+                "must be at least 1",
+            ));
+        }
         self.validate_twilio()?;
         if self.env == RunEnvironment::Production {
             self.validate_production()?;
@@ -391,7 +406,7 @@ fn check_sid(key: &str, value: &str, kind: SidKind) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError::invalid(key, e.to_string()))
 }
 
-fn redacted<S: Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn redacted<S: Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str("[redacted]")
 }
 

@@ -58,6 +58,9 @@ pub enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("expected a body with Content-Type: application/json")]
     UnsupportedMediaType,
+    /// 503: the token store cannot be reached; retry later.
+    #[error("token store unavailable; retry later")]
+    StoreUnavailable,
     /// 500: a fault on our side; logged with its cause, answered generically.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -93,6 +96,7 @@ impl ApiError {
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +112,7 @@ impl ApiError {
             Self::Timeout => "request_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::StoreUnavailable => "store_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -189,5 +194,17 @@ impl IntoResponse for ApiError {
 impl From<crate::ttl::TtlOutOfBounds> for ApiError {
     fn from(e: crate::ttl::TtlOutOfBounds) -> Self {
         Self::invalid("invalid_ttl", e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "store unavailable");
+                Self::StoreUnavailable
+            }
+            corrupt @ crate::store::StoreError::Corrupt(_) => Self::Internal(Box::new(corrupt)),
+        }
     }
 }

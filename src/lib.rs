@@ -19,5 +19,6 @@ pub mod healthcheck;
 pub mod http;
 pub mod providers;
 pub mod startup;
+pub mod store;
 pub mod telemetry;
 pub mod ttl;

@@ -78,7 +78,7 @@ async fn serve(settings: Settings) -> ExitCode {
     let app = match Application::build(&settings).await {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!(error = %e, host = %settings.server.host, port = settings.server.port, "cannot bind");
+            tracing::error!(error = %e, host = %settings.server.host, port = settings.server.port, "cannot start");
             return ExitCode::FAILURE;
         }
     };

@@ -14,6 +14,17 @@ use crate::config::Settings;
 use crate::http::{router, AppState};
 use crate::ttl::{SharedClock, SystemClock};
 
+/// Why the application could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The listener could not be bound.
+    #[error("cannot bind the listener: {0}")]
+    Bind(#[source] std::io::Error),
+    /// The token store could not be opened.
+    #[error("cannot open the token store: {0}")]
+    Store(#[source] crate::store::StoreError),
+}
+
 /// A bound, not yet serving, application.
 #[derive(Debug)]
 pub struct Application {
@@ -24,8 +35,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the listener and builds the router on the system clock.
-    pub async fn build(settings: &Settings) -> std::io::Result<Self> {
+    /// Binds the listener, opens the store and builds the router on the system clock.
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
 
@@ -33,9 +44,13 @@ impl Application {
     pub async fn build_with_clock(
         settings: &Settings,
         clock: SharedClock,
-    ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind((settings.server.host, settings.server.port)).await?;
-        let state = AppState::new(settings, clock);
+    ) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind((settings.server.host, settings.server.port))
+            .await
+            .map_err(StartupError::Bind)?;
+        let state = AppState::new(settings, clock)
+            .await
+            .map_err(StartupError::Store)?;
         Ok(Self {
             listener,
             router: router(state.clone()),

@@ -19,6 +19,7 @@ use axum::Router;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::providers::twilio::TwilioProvider;
+use crate::store::{Store, StoreError};
 use crate::ttl::SharedClock;
 
 /// State shared by every handler; cheap to clone.
@@ -32,6 +33,8 @@ pub struct Shared {
     pub clock: SharedClock,
     /// Twilio-style Access Tokens.
     pub twilio: TwilioProvider,
+    /// Server-side token state.
+    pub store: Store,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Per-request deadline.
@@ -47,14 +50,16 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Builds the providers from validated settings.
-    pub fn new(settings: &Settings, clock: SharedClock) -> Self {
-        Self(Arc::new(Shared {
+    /// Opens the store and builds the providers from validated settings.
+    pub async fn new(settings: &Settings, clock: SharedClock) -> Result<Self, StoreError> {
+        let store = Store::open(&settings.store, clock.clone()).await?;
+        Ok(Self(Arc::new(Shared {
             twilio: TwilioProvider::from_settings(settings, clock.clone()),
+            store,
             clock,
             body_limit: settings.server.body_limit_bytes,
             request_timeout: settings.server.request_timeout,
-        }))
+        })))
     }
 }
 

@@ -9,6 +9,10 @@ fn tokenmint(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     Command::new(BIN)
         .args(args)
         .env_clear()
+        .env(
+            "TOKENMINT_STORE__EMBEDDED__PATH",
+            crate::helpers::temp_path("cli.redb"),
+        )
         .envs(env.iter().copied())
         .output()
         .expect("binary runs")
@@ -127,6 +131,10 @@ fn serve_answers_the_healthcheck_and_exits_cleanly_on_sigterm() {
         .arg("serve")
         .env_clear()
         .env("TOKENMINT_SERVER__PORT", &port)
+        .env(
+            "TOKENMINT_STORE__EMBEDDED__PATH",
+            crate::helpers::temp_path("serve.redb"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -47,6 +47,8 @@ pub fn settings_with(inline: &str, env: &[(&str, &str)]) -> Settings {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     env.insert("TOKENMINT_SERVER__PORT".to_owned(), "0".to_owned());
+    env.entry("TOKENMINT_STORE__EMBEDDED__PATH".to_owned())
+        .or_insert_with(|| temp_path("store.redb").display().to_string());
     Settings::load_from(Sources {
         file: None,
         inline: Some(inline.to_owned()),
@@ -156,4 +158,15 @@ pub fn decode_parts(token: &str) -> (Value, Value) {
     let header = next();
     let payload = next();
     (header, payload)
+}
+
+/// A fresh path under the target directory's temp folder, unique per call.
+pub fn temp_path(name: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("tokenmint-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
 }

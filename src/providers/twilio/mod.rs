@@ -144,6 +144,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/twilio/v1/tokens", post(mint))
         .route("/twilio/v1/tokens/verify", post(verify))
+        .route("/twilio/v1/tokens/revoke", post(revoke))
 }
 
 /// The authenticated caller: the API key it presented.
@@ -270,7 +271,21 @@ async fn verify(
     caller: Caller,
     AppJson(request): AppJson<VerifyRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let outcome = check(&state.twilio, &caller.key.account.sid, &request.token);
+    let outcome = match check(&state.twilio, &caller.key.account.sid, &request.token) {
+        Ok(verified) => {
+            let jti = verified
+                .claims
+                .get("jti")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if state.store.is_revoked(&revocation_subject(jti)).await? {
+                Err(token::VerifyError::Revoked)
+            } else {
+                Ok(verified)
+            }
+        }
+        Err(e) => Err(e),
+    };
     Ok(Json(match outcome {
         Ok(verified) => {
             json!({"valid": true, "header": verified.header, "claims": verified.claims})
@@ -301,4 +316,56 @@ fn check(
         provider.clock.now_secs(),
         provider.leeway.as_secs(),
     )
+}
+
+fn revocation_subject(jti: &str) -> String {
+    format!("twilio:{jti}")
+}
+
+/// `POST /twilio/v1/tokens/revoke` response.
+#[derive(Debug, Serialize)]
+struct RevokeResponse {
+    revoked: bool,
+    /// The token's expiry (Unix seconds): the revocation is kept until then.
+    expires_at: i64,
+}
+
+/// Revokes a token of the caller's account until its natural expiry: from then on the verify route refuses it
+/// with `token_revoked`. The token must be genuine (signature checked); an expired one needs no revocation and is
+/// answered `revoked: false`.
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(request): AppJson<VerifyRequest>,
+) -> Result<Json<RevokeResponse>, ApiError> {
+    let provider = &state.twilio;
+    let verified = match check(provider, &caller.key.account.sid, &request.token) {
+        Ok(verified) => verified,
+        Err(token::VerifyError::NotYetValid { verified, .. }) => *verified,
+        Err(token::VerifyError::Expired { exp, .. }) => {
+            return Ok(Json(RevokeResponse {
+                revoked: false,
+                expires_at: exp,
+            }))
+        }
+        Err(reason) => return Err(ApiError::invalid("invalid_token", reason.to_string())),
+    };
+    let claims = &verified.claims;
+    let (Some(jti), Some(exp)) = (
+        claims.get("jti").and_then(Value::as_str),
+        claims.get("exp").and_then(Value::as_i64),
+    ) else {
+        return Err(ApiError::invalid(
+            "invalid_token",
+            "token has no jti or exp claim",
+        ));
+    };
+    state
+        .store
+        .revoke_subject(&revocation_subject(jti), exp.saturating_mul(1000))
+        .await?;
+    Ok(Json(RevokeResponse {
+        revoked: true,
+        expires_at: exp,
+    }))
 }

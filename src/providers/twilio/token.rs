@@ -129,9 +129,11 @@ pub enum VerifyError {
         /// Leeway applied.
         leeway: u64,
     },
-    /// Before `nbf` (minus leeway).
+    /// Before `nbf` (minus leeway). Carries the otherwise verified token, so it can still be revoked.
     #[error("token is not valid before {nbf} (now {now}, leeway {leeway}s)")]
     NotYetValid {
+        /// The genuine token.
+        verified: Box<Verified>,
         /// The token's not-before.
         nbf: i64,
         /// The server's time.
@@ -139,6 +141,9 @@ pub enum VerifyError {
         /// Leeway applied.
         leeway: u64,
     },
+    /// Revoked through the revoke route; refused until its natural expiry.
+    #[error("token was revoked")]
+    Revoked,
 }
 
 impl VerifyError {
@@ -154,12 +159,13 @@ impl VerifyError {
             Self::BadSignature => "bad_signature",
             Self::Expired { .. } => "token_expired",
             Self::NotYetValid { .. } => "token_not_yet_valid",
+            Self::Revoked => "token_revoked",
         }
     }
 }
 
 /// A token that passed verification.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verified {
     /// The decoded header.
     pub header: Value,
@@ -225,17 +231,24 @@ impl Unverified {
         if exp <= now.saturating_sub(leeway_i) {
             return Err(VerifyError::Expired { exp, now, leeway });
         }
-        if let Some(nbf) = self.claims.get("nbf") {
-            let nbf = nbf.as_i64().ok_or(VerifyError::MissingClaim("nbf"))?;
-            if nbf > now.saturating_add(leeway_i) {
-                return Err(VerifyError::NotYetValid { nbf, now, leeway });
-            }
-        }
         let header = serde_json::to_value(&self.header).map_err(|_| VerifyError::Malformed)?;
-        Ok(Verified {
+        let nbf = match self.claims.get("nbf") {
+            Some(nbf) => Some(nbf.as_i64().ok_or(VerifyError::MissingClaim("nbf"))?),
+            None => None,
+        };
+        let verified = Verified {
             header,
             claims: self.claims,
-        })
+        };
+        match nbf {
+            Some(nbf) if nbf > now.saturating_add(leeway_i) => Err(VerifyError::NotYetValid {
+                verified: Box::new(verified),
+                nbf,
+                now,
+                leeway,
+            }),
+            _ => Ok(verified),
+        }
     }
 }
 

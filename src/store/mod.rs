@@ -1,0 +1,371 @@
+//! The token store: server-side state shared by the providers (issued tokens, single-use consumption, replay
+//! guards, rate counters, revocations), with two backends behind one contract.
+//!
+//! Every operation is atomic under concurrency, and time comes from the injected clock: an entry whose expiry
+//! has passed is invisible at that instant on both backends, whatever the backend's own purge is doing. Each
+//! operation touches exactly one key, so the Redis backend also runs on Redis Cluster.
+//!
+//! - [`embedded`]: redb in one file; durable group commit; the default.
+//! - [`redis`]: a shared Redis for many instances; Lua scripts for atomicity, Redis TTLs for purging.
+
+pub mod embedded;
+pub mod redis;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::ttl::SharedClock;
+
+/// Identifies one issued token: at most one live record per key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordKey {
+    /// Tenant (app key, channel, account).
+    pub app: String,
+    /// The user.
+    pub subject: String,
+    /// The room the token is bound to; empty for "any room".
+    pub room: String,
+}
+
+impl RecordKey {
+    /// An unambiguous single-string form (length-prefixed, so no separator can be forged).
+    pub fn encoded(&self) -> String {
+        format!(
+            "{}:{}:{}:{}:{}",
+            self.app.len(),
+            self.app,
+            self.subject.len(),
+            self.subject,
+            self.room
+        )
+    }
+}
+
+/// What happened to a record since it was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordState {
+    /// Usable.
+    Live,
+    /// A single-use token that has been used.
+    Consumed,
+    /// Revoked; never served again.
+    Revoked,
+}
+
+/// A stored token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The token text.
+    pub token: String,
+    /// When it was first issued, ms since the epoch.
+    pub issued_at_ms: i64,
+    /// When it stops being valid, ms since the epoch.
+    pub expires_at_ms: i64,
+    /// May be used once only.
+    pub single_use: bool,
+    /// Its state.
+    pub state: RecordState,
+}
+
+/// The outcome of [`Store::issue_or_extend`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The live record (existing and extended, or new).
+    pub record: TokenRecord,
+    /// Whether the candidate token was stored (no live record existed).
+    pub created: bool,
+}
+
+/// The outcome of [`Store::use_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// The token is live and matches; a single-use token is now consumed.
+    Admitted(TokenRecord),
+    /// A single-use token that was already used.
+    AlreadyUsed,
+    /// The token was revoked.
+    Revoked,
+    /// No live record with this token (never issued, expired, or replaced).
+    Unknown,
+}
+
+/// A rate limit: `limit` events per `window`, then a lock-out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Events allowed per window.
+    pub limit: u32,
+    /// The window length.
+    pub window: Duration,
+    /// How long a key that exceeded the limit stays locked out (zero: until the window ends).
+    pub lockout: Duration,
+}
+
+/// The outcome of [`Store::hit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateDecision {
+    /// Whether this event is within the limit.
+    pub allowed: bool,
+    /// Events left in the current window.
+    pub remaining: u32,
+    /// When the window (or the lock-out) ends, ms since the epoch.
+    pub reset_at_ms: i64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or did not answer in time; callers answer 503.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered with something that cannot be understood; callers answer 500.
+    #[error("store data error: {0}")]
+    Corrupt(String),
+}
+
+/// Store configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Which backend.
+    pub backend: Backend,
+    /// Embedded backend settings.
+    pub embedded: EmbeddedSettings,
+    /// Redis backend settings.
+    pub redis: RedisSettings,
+}
+
+/// The store backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// redb file.
+    Embedded,
+    /// Shared Redis.
+    Redis,
+}
+
+/// Embedded backend settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedSettings {
+    /// The database file.
+    pub path: PathBuf,
+    /// Group concurrent writes into one fsync'd transaction (false: one fsync per write).
+    pub group_commit: bool,
+    /// Most operations grouped into one transaction.
+    pub max_batch: usize,
+    /// Seconds between purges of expired entries.
+    pub purge_interval_secs: u64,
+}
+
+/// Redis backend settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port/db`; a secret, since it may carry a password.
+    #[serde(serialize_with = "crate::config::redacted")]
+    pub url: SecretString,
+    /// Prefix of every key.
+    pub key_prefix: String,
+    /// Connect and per-command deadline, in milliseconds: an unreachable Redis fails requests this fast.
+    pub timeout_ms: u64,
+}
+
+/// The store, one of the backends.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// redb.
+    Embedded(embedded::EmbeddedStore),
+    /// Redis.
+    Redis(Box<redis::RedisStore>),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Embedded($store) => $call.await,
+            Store::Redis($store) => $call.await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the configured backend.
+    pub async fn open(settings: &StoreSettings, clock: SharedClock) -> Result<Self, StoreError> {
+        Ok(match settings.backend {
+            Backend::Embedded => {
+                Self::Embedded(embedded::EmbeddedStore::open(&settings.embedded, clock)?)
+            }
+            Backend::Redis => Self::Redis(Box::new(redis::RedisStore::open(&settings.redis, clock).await?)),
+        })
+    }
+
+    /// Returns the live record for `key`, extending its expiry to now + `ttl` and updating `single_use`; or, when
+    /// there is none, stores `candidate` as a new record. One live token per key, however many callers race.
+    pub async fn issue_or_extend(
+        &self,
+        key: &RecordKey,
+        candidate: &str,
+        ttl: Duration,
+        single_use: bool,
+    ) -> Result<Issued, StoreError> {
+        dispatch!(self, s => s.issue_or_extend(key, candidate, ttl, single_use))
+    }
+
+    /// The record for `key` if it holds `token` and has not expired (in whatever state).
+    pub async fn lookup(
+        &self,
+        key: &RecordKey,
+        token: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        dispatch!(self, s => s.lookup(key, token))
+    }
+
+    /// Uses `token` for `key`: admits a live token and atomically consumes it when it is single-use, so exactly
+    /// one of many racing callers is admitted.
+    pub async fn use_token(&self, key: &RecordKey, token: &str) -> Result<Admission, StoreError> {
+        dispatch!(self, s => s.use_token(key, token))
+    }
+
+    /// Revokes the live record of `key`; returns whether there was one.
+    pub async fn revoke(&self, key: &RecordKey) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.revoke(key))
+    }
+
+    /// Records `key` for `ttl`; returns `true` the first time, `false` while it is remembered (replay guard).
+    pub async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.remember_once(key, ttl))
+    }
+
+    /// Counts one event for `key` under `limit`.
+    pub async fn hit(&self, key: &str, limit: &RateLimit) -> Result<RateDecision, StoreError> {
+        dispatch!(self, s => s.hit(key, limit))
+    }
+
+    /// Marks `subject` (a token id) revoked until `until_ms`, its natural expiry.
+    pub async fn revoke_subject(&self, subject: &str, until_ms: i64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.revoke_subject(subject, until_ms))
+    }
+
+    /// Whether `subject` is revoked now.
+    pub async fn is_revoked(&self, subject: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.is_revoked(subject))
+    }
+
+    /// Checks the backend answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping())
+    }
+}
+
+/// Milliseconds of a duration, saturating.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The rate-window arithmetic both backends share (the Redis script mirrors it): returns the new state
+/// `(window_start_ms, count, locked_until_ms)` and the decision.
+pub(crate) fn rate_step(
+    state: Option<(i64, u32, i64)>,
+    now: i64,
+    limit: &RateLimit,
+) -> ((i64, u32, i64), RateDecision) {
+    let window = millis(limit.window);
+    let (mut start, mut count, locked_until) = state.unwrap_or((now, 0, 0));
+    if locked_until > now {
+        let decision = RateDecision {
+            allowed: false,
+            remaining: 0,
+            reset_at_ms: locked_until,
+        };
+        return ((start, count, locked_until), decision);
+    }
+    if now >= start.saturating_add(window) {
+        start = now;
+        count = 0;
+    }
+    count = count.saturating_add(1);
+    if count > limit.limit {
+        let lock_end = if limit.lockout.is_zero() {
+            start.saturating_add(window)
+        } else {
+            now.saturating_add(millis(limit.lockout))
+        };
+        let decision = RateDecision {
+            allowed: false,
+            remaining: 0,
+            reset_at_ms: lock_end,
+        };
+        return ((now, 0, lock_end), decision);
+    }
+    let decision = RateDecision {
+        allowed: true,
+        remaining: limit.limit - count,
+        reset_at_ms: start.saturating_add(window),
+    };
+    ((start, count, locked_until), decision)
+}
+
+/// What issue-or-extend does to an existing (possibly expired) record; shared by both backends.
+pub(crate) fn issue_step(
+    existing: Option<TokenRecord>,
+    candidate: &str,
+    now: i64,
+    ttl: Duration,
+    single_use: bool,
+) -> Issued {
+    let expires_at_ms = now.saturating_add(millis(ttl));
+    match existing {
+        Some(mut record) if record.expires_at_ms > now && record.state == RecordState::Live => {
+            record.expires_at_ms = expires_at_ms;
+            record.single_use = single_use;
+            Issued {
+                record,
+                created: false,
+            }
+        }
+        _ => Issued {
+            record: TokenRecord {
+                token: candidate.to_owned(),
+                issued_at_ms: now,
+                expires_at_ms,
+                single_use,
+                state: RecordState::Live,
+            },
+            created: true,
+        },
+    }
+}
+
+/// What using a token does to its record; shared by both backends. Returns the record to write back, if any.
+pub(crate) fn use_step(
+    existing: Option<TokenRecord>,
+    token: &str,
+    now: i64,
+) -> (Admission, Option<TokenRecord>) {
+    match existing {
+        Some(record)
+            if record.expires_at_ms > now
+                && bool::from(subtle::ConstantTimeEq::ct_eq(
+                    record.token.as_bytes(),
+                    token.as_bytes(),
+                )) =>
+        {
+            match record.state {
+                RecordState::Revoked => (Admission::Revoked, None),
+                RecordState::Consumed => (Admission::AlreadyUsed, None),
+                RecordState::Live if record.single_use => {
+                    let mut consumed = record.clone();
+                    consumed.state = RecordState::Consumed;
+                    (Admission::Admitted(record), Some(consumed))
+                }
+                RecordState::Live => (Admission::Admitted(record), None),
+            }
+        }
+        _ => (Admission::Unknown, None),
+    }
+}

@@ -1,0 +1,381 @@
+//! The Redis backend, for many instances sharing state.
+//!
+//! Each operation is one Lua script over one key, so it is atomic and runs unchanged on Redis Cluster. Records
+//! carry their expiry, checked against the injected clock's time passed in by the caller; Redis's own key TTLs
+//! purge them. A tokio connection manager reconnects by itself; every command has a deadline, so an unreachable
+//! Redis fails requests fast (503) and the service recovers without a restart when Redis is back. The URL may
+//! hold a password and is never logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use secrecy::ExposeSecret;
+use tokio::sync::OnceCell;
+
+use super::{
+    millis, Admission, Issued, RateDecision, RateLimit, RecordKey, RecordState, RedisSettings,
+    StoreError, TokenRecord,
+};
+use crate::ttl::SharedClock;
+
+/// Issue-or-extend. KEYS[1] record; ARGV: candidate record JSON, now ms, new expiry ms, single_use ("1"/"0").
+const ISSUE: &str = r#"
+local now = tonumber(ARGV[2])
+local exp = tonumber(ARGV[3])
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local r = cjson.decode(raw)
+  if r.expires_at_ms > now and r.state == 'live' then
+    r.expires_at_ms = exp
+    r.single_use = (ARGV[4] == '1')
+    local out = cjson.encode(r)
+    redis.call('SET', KEYS[1], out, 'PX', math.max(exp - now, 1))
+    return {0, out}
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', math.max(exp - now, 1))
+return {1, ARGV[1]}
+"#;
+
+/// Use a token. KEYS[1] record; ARGV: token, now ms. Returns {status, record}.
+const USE: &str = r#"
+local now = tonumber(ARGV[2])
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {'unknown', ''} end
+local r = cjson.decode(raw)
+if r.expires_at_ms <= now or r.token ~= ARGV[1] then return {'unknown', ''} end
+if r.state == 'revoked' then return {'revoked', ''} end
+if r.state == 'consumed' then return {'used', ''} end
+if r.single_use then
+  r.state = 'consumed'
+  redis.call('SET', KEYS[1], cjson.encode(r), 'KEEPTTL')
+end
+return {'admitted', raw}
+"#;
+
+/// Revoke. KEYS[1] record; ARGV: now ms.
+const REVOKE: &str = r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local r = cjson.decode(raw)
+if r.expires_at_ms <= tonumber(ARGV[1]) or r.state == 'revoked' then return 0 end
+r.state = 'revoked'
+redis.call('SET', KEYS[1], cjson.encode(r), 'KEEPTTL')
+return 1
+"#;
+
+/// Remember once. KEYS[1]; ARGV: now ms, ttl ms. Returns 1 the first time.
+const ONCE: &str = r#"
+local now = tonumber(ARGV[1])
+local v = redis.call('GET', KEYS[1])
+if v and tonumber(v) > now then return 0 end
+redis.call('SET', KEYS[1], now + tonumber(ARGV[2]), 'PX', math.max(tonumber(ARGV[2]), 1))
+return 1
+"#;
+
+/// Rate step, mirroring `store::rate_step`. KEYS[1] hash; ARGV: now, limit, window ms, lockout ms.
+/// Returns {allowed, remaining, reset_at}.
+const HIT: &str = r#"
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local lockout = tonumber(ARGV[4])
+local s = redis.call('HMGET', KEYS[1], 'start', 'count', 'locked', 'expires')
+local start, count, locked = now, 0, 0
+if s[1] and tonumber(s[4]) > now then
+  start, count, locked = tonumber(s[1]), tonumber(s[2]), tonumber(s[3])
+end
+local allowed, remaining, reset
+if locked > now then
+  allowed, remaining, reset = 0, 0, locked
+else
+  if now >= start + window then start = now; count = 0 end
+  count = count + 1
+  if count > limit then
+    if lockout > 0 then locked = now + lockout else locked = start + window end
+    start = now; count = 0
+    allowed, remaining, reset = 0, 0, locked
+  else
+    allowed, remaining, reset = 1, limit - count, start + window
+  end
+end
+local expires = math.max(start + window, locked)
+redis.call('HSET', KEYS[1], 'start', start, 'count', count, 'locked', locked, 'expires', expires)
+redis.call('PEXPIRE', KEYS[1], math.max(expires - now, 1))
+return {allowed, remaining, reset}
+"#;
+
+/// Revoke a subject until a time. KEYS[1]; ARGV: until ms, now ms.
+const REVOKE_SUBJECT: &str = r#"
+local ttl = tonumber(ARGV[1]) - tonumber(ARGV[2])
+if ttl <= 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+return 1
+"#;
+
+struct Scripts {
+    issue: Script,
+    use_token: Script,
+    revoke: Script,
+    once: Script,
+    hit: Script,
+    revoke_subject: Script,
+}
+
+/// The Redis-backed store; cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    connection: Arc<OnceCell<ConnectionManager>>,
+    prefix: Arc<str>,
+    timeout: Duration,
+    scripts: Arc<Scripts>,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it may carry a password.
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn redis_err(e: &redis::RedisError) -> StoreError {
+    // The error text names the failure kind, never the URL or a value.
+    StoreError::Unavailable(format!("redis: {}", e.kind_description()))
+}
+
+trait KindDescription {
+    fn kind_description(&self) -> String;
+}
+
+impl KindDescription for redis::RedisError {
+    fn kind_description(&self) -> String {
+        format!("{:?}", self.kind())
+    }
+}
+
+impl RedisStore {
+    /// Prepares the client. Connecting happens on first use and again after failures, so tokenmint starts (and
+    /// reports not-ready) while Redis is down.
+    pub async fn open(settings: &RedisSettings, clock: SharedClock) -> Result<Self, StoreError> {
+        let client = redis::Client::open(settings.url.expose_secret()).map_err(|_| {
+            StoreError::Unavailable("store.redis.url is not a valid Redis URL".to_owned())
+        })?;
+        let timeout = Duration::from_millis(settings.timeout_ms.max(1));
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let store = Self {
+            client,
+            config,
+            connection: Arc::new(OnceCell::new()),
+            prefix: Arc::from(settings.key_prefix.as_str()),
+            timeout,
+            scripts: Arc::new(Scripts {
+                issue: Script::new(ISSUE),
+                use_token: Script::new(USE),
+                revoke: Script::new(REVOKE),
+                once: Script::new(ONCE),
+                hit: Script::new(HIT),
+                revoke_subject: Script::new(REVOKE_SUBJECT),
+            }),
+            clock,
+        };
+        if let Err(e) = store.connection().await {
+            tracing::warn!(error = %e, "redis store not reachable yet; will retry on use");
+        }
+        Ok(store)
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let manager = tokio::time::timeout(
+            self.timeout * 2,
+            self.connection.get_or_try_init(|| {
+                ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
+            }),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("redis: connect timed out".to_owned()))?
+        .map_err(|e| redis_err(&e))?;
+        Ok(manager.clone())
+    }
+
+    /// `<prefix>{<kind>:<id>}`: the braces make the whole id the hash tag.
+    fn key(&self, kind: &str, id: &str) -> String {
+        format!("{}{{{kind}:{id}}}", self.prefix)
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.connection().await?;
+        tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
+            .await
+            .map_err(|_| StoreError::Unavailable("redis: command timed out".to_owned()))?
+            .map_err(|e| redis_err(&e))
+    }
+
+    pub(super) async fn issue_or_extend(
+        &self,
+        key: &RecordKey,
+        candidate: &str,
+        ttl: Duration,
+        single_use: bool,
+    ) -> Result<Issued, StoreError> {
+        let now = self.clock.now_millis();
+        let fresh = TokenRecord {
+            token: candidate.to_owned(),
+            issued_at_ms: now,
+            expires_at_ms: now.saturating_add(millis(ttl)),
+            single_use,
+            state: RecordState::Live,
+        };
+        let fresh_json =
+            serde_json::to_string(&fresh).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut invocation = self.scripts.issue.prepare_invoke();
+        invocation
+            .key(self.key("rec", &key.encoded()))
+            .arg(fresh_json)
+            .arg(now)
+            .arg(fresh.expires_at_ms)
+            .arg(if single_use { "1" } else { "0" });
+        let (created, json): (i64, String) = self.run(invocation).await?;
+        let record = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Issued {
+            record,
+            created: created == 1,
+        })
+    }
+
+    pub(super) async fn lookup(
+        &self,
+        key: &RecordKey,
+        token: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let mut conn = self.connection().await?;
+        let raw: Option<String> = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("GET")
+                .arg(self.key("rec", &key.encoded()))
+                .query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("redis: command timed out".to_owned()))?
+        .map_err(|e| redis_err(&e))?;
+        let Some(raw) = raw else { return Ok(None) };
+        let record: TokenRecord =
+            serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let matches = bool::from(subtle::ConstantTimeEq::ct_eq(
+            record.token.as_bytes(),
+            token.as_bytes(),
+        ));
+        Ok((matches && record.expires_at_ms > self.clock.now_millis()).then_some(record))
+    }
+
+    pub(super) async fn use_token(
+        &self,
+        key: &RecordKey,
+        token: &str,
+    ) -> Result<Admission, StoreError> {
+        let mut invocation = self.scripts.use_token.prepare_invoke();
+        invocation
+            .key(self.key("rec", &key.encoded()))
+            .arg(token)
+            .arg(self.clock.now_millis());
+        let (status, raw): (String, String) = self.run(invocation).await?;
+        Ok(match status.as_str() {
+            "admitted" => Admission::Admitted(
+                serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            ),
+            "used" => Admission::AlreadyUsed,
+            "revoked" => Admission::Revoked,
+            _ => Admission::Unknown,
+        })
+    }
+
+    pub(super) async fn revoke(&self, key: &RecordKey) -> Result<bool, StoreError> {
+        let mut invocation = self.scripts.revoke.prepare_invoke();
+        invocation
+            .key(self.key("rec", &key.encoded()))
+            .arg(self.clock.now_millis());
+        let revoked: i64 = self.run(invocation).await?;
+        Ok(revoked == 1)
+    }
+
+    pub(super) async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut invocation = self.scripts.once.prepare_invoke();
+        invocation
+            .key(self.key("once", key))
+            .arg(self.clock.now_millis())
+            .arg(millis(ttl));
+        let first: i64 = self.run(invocation).await?;
+        Ok(first == 1)
+    }
+
+    pub(super) async fn hit(
+        &self,
+        key: &str,
+        limit: &RateLimit,
+    ) -> Result<RateDecision, StoreError> {
+        let mut invocation = self.scripts.hit.prepare_invoke();
+        invocation
+            .key(self.key("rate", key))
+            .arg(self.clock.now_millis())
+            .arg(limit.limit)
+            .arg(millis(limit.window))
+            .arg(millis(limit.lockout));
+        let (allowed, remaining, reset_at_ms): (i64, i64, i64) = self.run(invocation).await?;
+        Ok(RateDecision {
+            allowed: allowed == 1,
+            remaining: u32::try_from(remaining).unwrap_or(0),
+            reset_at_ms,
+        })
+    }
+
+    pub(super) async fn revoke_subject(
+        &self,
+        subject: &str,
+        until_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut invocation = self.scripts.revoke_subject.prepare_invoke();
+        invocation
+            .key(self.key("rev", subject))
+            .arg(until_ms)
+            .arg(self.clock.now_millis());
+        let _: i64 = self.run(invocation).await?;
+        Ok(())
+    }
+
+    pub(super) async fn is_revoked(&self, subject: &str) -> Result<bool, StoreError> {
+        let mut conn = self.connection().await?;
+        let until: Option<i64> = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("GET")
+                .arg(self.key("rev", subject))
+                .query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("redis: command timed out".to_owned()))?
+        .map_err(|e| redis_err(&e))?;
+        Ok(until.is_some_and(|until| until > self.clock.now_millis()))
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.connection().await?;
+        let _: String =
+            tokio::time::timeout(self.timeout, redis::cmd("PING").query_async(&mut conn))
+                .await
+                .map_err(|_| StoreError::Unavailable("redis: ping timed out".to_owned()))?
+                .map_err(|e| redis_err(&e))?;
+        Ok(())
+    }
+}
