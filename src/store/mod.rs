@@ -200,7 +200,9 @@ impl Store {
             Backend::Embedded => {
                 Self::Embedded(embedded::EmbeddedStore::open(&settings.embedded, clock)?)
             }
-            Backend::Redis => Self::Redis(Box::new(redis::RedisStore::open(&settings.redis, clock).await?)),
+            Backend::Redis => Self::Redis(Box::new(
+                redis::RedisStore::open(&settings.redis, clock).await?,
+            )),
         })
     }
 

@@ -4,5 +4,8 @@ mod cli;
 mod health;
 mod helpers;
 mod http_basics;
+mod redis_server;
+mod store;
+mod store_backends;
 mod twilio;
 mod twilio_library;

@@ -619,3 +619,56 @@ async fn verify_names_the_exact_reason_a_token_fails() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_revoked_token_fails_verification_until_it_expires() {
+    let app = spawn_app().await;
+    let token = app
+        .mint_ok(KEY_1, &json!({"identity": "alice", "ttl": 60}))
+        .await["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let response = app
+        .post_twilio("/twilio/v1/tokens/revoke", KEY_2, &json!({"token": token}))
+        .await;
+    let body = crate::helpers::assert_status(response, StatusCode::OK).await;
+    assert_eq!(body["revoked"], true);
+    assert_eq!(body["expires_at"], app.clock.now_secs() + 60);
+    let verdict = app.verify(KEY_1, &token).await;
+    assert_eq!(verdict["error"]["code"], "token_revoked", "{verdict}");
+
+    let other = app.mint_ok(KEY_1, &json!({"identity": "alice"})).await["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(
+        app.verify(KEY_1, &other).await["valid"],
+        true,
+        "revocation is per token"
+    );
+}
+
+#[tokio::test]
+async fn revoke_refuses_tokens_it_cannot_vouch_for_and_skips_expired_ones() {
+    let app = spawn_app_with(settings_with("", &[("TOKENMINT_TTL__LEEWAY_SECS", "0")])).await;
+    let response = app
+        .post_twilio("/twilio/v1/tokens/revoke", KEY_1, &json!({"token": "nope"}))
+        .await;
+    let (code, message) = assert_error(response, StatusCode::BAD_REQUEST).await;
+    assert_eq!(code, "invalid_token");
+    assert_eq!(message, "token is not a well-formed JWT");
+
+    let token = app
+        .mint_ok(KEY_1, &json!({"identity": "alice", "ttl": 5}))
+        .await["token"]
+        .clone();
+    app.clock.advance(Duration::from_secs(5));
+    let response = app
+        .post_twilio("/twilio/v1/tokens/revoke", KEY_1, &json!({"token": token}))
+        .await;
+    assert_eq!(
+        crate::helpers::assert_status(response, StatusCode::OK).await["revoked"],
+        false
+    );
+}
