@@ -239,7 +239,7 @@ impl EmbeddedStore {
         .await
     }
 
-    pub(super) async fn revoke(&self, key: &RecordKey) -> Result<bool, StoreError> {
+    pub(super) async fn revoke(&self, key: &RecordKey) -> Result<Option<TokenRecord>, StoreError> {
         let (key, now) = (key.encoded(), self.clock.now_millis());
         self.write(move |txn| {
             let mut table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
@@ -255,9 +255,9 @@ impl EmbeddedStore {
                     table
                         .insert(key.as_str(), encode(&record)?.as_slice())
                         .map_err(|e| e.to_string())?;
-                    Ok(true)
+                    Ok(Some(record))
                 }
-                _ => Ok(false),
+                _ => Ok(None),
             }
         })
         .await

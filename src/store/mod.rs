@@ -233,8 +233,8 @@ impl Store {
         dispatch!(self, s => s.use_token(key, token))
     }
 
-    /// Revokes the live record of `key`; returns whether there was one.
-    pub async fn revoke(&self, key: &RecordKey) -> Result<bool, StoreError> {
+    /// Revokes the live record of `key`; returns it (now revoked), or `None` when there was none.
+    pub async fn revoke(&self, key: &RecordKey) -> Result<Option<TokenRecord>, StoreError> {
         dispatch!(self, s => s.revoke(key))
     }
 

@@ -58,12 +58,13 @@ return {'admitted', raw}
 /// Revoke. KEYS[1] record; ARGV: now ms.
 const REVOKE: &str = r#"
 local raw = redis.call('GET', KEYS[1])
-if not raw then return 0 end
+if not raw then return '' end
 local r = cjson.decode(raw)
-if r.expires_at_ms <= tonumber(ARGV[1]) or r.state == 'revoked' then return 0 end
+if r.expires_at_ms <= tonumber(ARGV[1]) or r.state == 'revoked' then return '' end
 r.state = 'revoked'
-redis.call('SET', KEYS[1], cjson.encode(r), 'KEEPTTL')
-return 1
+local out = cjson.encode(r)
+redis.call('SET', KEYS[1], out, 'KEEPTTL')
+return out
 "#;
 
 /// Remember once. KEYS[1]; ARGV: now ms, ttl ms. Returns 1 the first time.
@@ -302,13 +303,18 @@ impl RedisStore {
         })
     }
 
-    pub(super) async fn revoke(&self, key: &RecordKey) -> Result<bool, StoreError> {
+    pub(super) async fn revoke(&self, key: &RecordKey) -> Result<Option<TokenRecord>, StoreError> {
         let mut invocation = self.scripts.revoke.prepare_invoke();
         invocation
             .key(self.key("rec", &key.encoded()))
             .arg(self.clock.now_millis());
-        let revoked: i64 = self.run(invocation).await?;
-        Ok(revoked == 1)
+        let revoked: String = self.run(invocation).await?;
+        if revoked.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(&revoked)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     pub(super) async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {

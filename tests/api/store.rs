@@ -237,9 +237,20 @@ async fn a_revoked_record_is_never_served_again(h: &Harness) {
         .issue_or_extend(&key("7", "r"), "tok-a", TEN_S, false)
         .await
         .expect("issue");
-    assert!(h.store.revoke(&key("7", "r")).await.expect("revoke"));
+    let revoked = h
+        .store
+        .revoke(&key("7", "r"))
+        .await
+        .expect("revoke")
+        .expect("there was a live record");
+    assert_eq!(revoked.token, "tok-a");
+    assert_eq!(revoked.state, RecordState::Revoked);
     assert!(
-        !h.store.revoke(&key("7", "r")).await.expect("revoke"),
+        h.store
+            .revoke(&key("7", "r"))
+            .await
+            .expect("revoke")
+            .is_none(),
         "already revoked"
     );
     assert_eq!(
@@ -260,7 +271,11 @@ async fn a_revoked_record_is_never_served_again(h: &Harness) {
         "issue-or-extend never hands back a revoked token"
     );
     assert!(
-        !h.store.revoke(&key("8", "r")).await.expect("revoke"),
+        h.store
+            .revoke(&key("8", "r"))
+            .await
+            .expect("revoke")
+            .is_none(),
         "nothing to revoke"
     );
 }
