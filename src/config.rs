@@ -55,6 +55,8 @@ pub struct Settings {
     pub ttl: TtlSettings,
     /// Twilio-style Access Tokens.
     pub twilio: TwilioSettings,
+    /// NetEase Yunxin getToken.
+    pub netease: NeteaseSettings,
     /// Server-side token state.
     pub store: StoreSettings,
     /// Path of the configuration file (set through `TOKENMINT_CONFIG`); read before the layers are merged.
@@ -155,6 +157,50 @@ pub struct TwilioApiKeySettings {
     pub secret: SecretString,
 }
 
+/// NetEase Yunxin apps and request checks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeteaseSettings {
+    /// How far CurTime may be from the server's time, either side.
+    #[serde(rename = "curtime_window_secs", with = "secs")]
+    pub curtime_window: Duration,
+    /// Refuse (code 431) a request whose AppKey + Nonce + CurTime was already seen inside the window.
+    pub replay_guard: bool,
+    /// Longest channelName accepted.
+    pub max_channel_name_chars: usize,
+    /// The apps, keyed by label.
+    #[serde(default)]
+    pub apps: BTreeMap<String, NeteaseAppSettings>,
+}
+
+/// One NetEase app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeteaseAppSettings {
+    /// The AppKey header value.
+    pub app_key: String,
+    /// AppSecrets keyed by label; two during a rotation.
+    #[serde(serialize_with = "redacted_map")]
+    pub secrets: BTreeMap<String, SecretString>,
+    /// A disabled app is answered 403 "app is forbidden".
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// getToken calls allowed per window (0: no limit).
+    #[serde(default)]
+    pub rate_limit: u32,
+    /// The rate window.
+    #[serde(default = "minute", rename = "rate_window_secs", with = "secs")]
+    pub rate_window: Duration,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+fn minute() -> Duration {
+    Duration::from_secs(60)
+}
+
 /// Why configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -202,12 +248,11 @@ impl Settings {
 
     /// Loads from explicit sources and validates.
     pub fn load_from(sources: Sources) -> Result<Self, ConfigError> {
-        // Pass one decides the profile, which decides whether the development layer is part of pass two.
-        let first: Settings = Self::build(&sources, false)?.try_deserialize()?;
-        let settings: Settings = match first.env {
-            RunEnvironment::Development => Self::build(&sources, true)?.try_deserialize()?,
-            RunEnvironment::Production => first,
-        };
+        // Pass one reads only the profile, which decides whether the development layer is part of pass two
+        // (other keys may be incomplete without that layer).
+        let profile: RunEnvironment = Self::build(&sources, false)?.get("env")?;
+        let settings: Settings =
+            Self::build(&sources, profile == RunEnvironment::Development)?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -268,6 +313,7 @@ impl Settings {
             ));
         }
         self.validate_twilio()?;
+        self.validate_netease()?;
         if self.env == RunEnvironment::Production {
             self.validate_production()?;
         }
@@ -320,6 +366,59 @@ impl Settings {
         Ok(())
     }
 
+    fn validate_netease(&self) -> Result<(), ConfigError> {
+        if self.netease.curtime_window.is_zero() {
+            return Err(ConfigError::invalid(
+                "netease.curtime_window_secs",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=1024).contains(&self.netease.max_channel_name_chars) {
+            return Err(ConfigError::invalid(
+                "netease.max_channel_name_chars",
+                "must be between 1 and 1024",
+            ));
+        }
+        let mut keys = HashSet::new();
+        for (label, app) in &self.netease.apps {
+            let prefix = format!("netease.apps.{label}");
+            let key = &app.app_key;
+            if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.app_key"),
+                    "must be 1 to 64 ASCII letters or digits",
+                ));
+            }
+            if !keys.insert(key.clone()) {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.app_key"),
+                    "AppKeys must be unique",
+                ));
+            }
+            if app.secrets.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.secrets"),
+                    "at least one AppSecret is required",
+                ));
+            }
+            for (secret_label, secret) in &app.secrets {
+                if secret.expose_secret().is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("{prefix}.secrets.{secret_label}"),
+                        "must not be empty",
+                    ));
+                }
+            }
+            if app.rate_limit > 0 && app.rate_window.is_zero() {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.rate_window_secs"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_production(&self) -> Result<(), ConfigError> {
         let samples = sample_credentials();
         for (key, value) in self.credentials() {
@@ -352,6 +451,14 @@ impl Settings {
                 ));
             }
         }
+        for (label, app) in &self.netease.apps {
+            for (secret_label, secret) in &app.secrets {
+                out.push((
+                    format!("netease.apps.{label}.secrets.{secret_label}"),
+                    secret,
+                ));
+            }
+        }
         out
     }
 
@@ -369,6 +476,12 @@ impl Settings {
                     key.sid.as_str(),
                 ));
             }
+        }
+        for (label, app) in &self.netease.apps {
+            out.push((
+                format!("netease.apps.{label}.app_key"),
+                app.app_key.as_str(),
+            ));
         }
         for (key, secret) in self.signing_secrets() {
             out.push((key, secret.expose_secret()));
@@ -408,6 +521,18 @@ fn check_sid(key: &str, value: &str, kind: SidKind) -> Result<(), ConfigError> {
 
 pub(crate) fn redacted<S: Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str("[redacted]")
+}
+
+fn redacted_map<S: Serializer>(
+    map: &BTreeMap<String, SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut out = serializer.serialize_map(Some(map.len()))?;
+    for label in map.keys() {
+        out.serialize_entry(label, "[redacted]")?;
+    }
+    out.end()
 }
 
 fn ttl_policy<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<TtlPolicy, D::Error> {

@@ -60,8 +60,10 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
 
 /// Answers 408 in the JSON shape when a request runs past the configured deadline.
 pub async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let netease = request.uri().path().starts_with("/nimserver/");
     match tokio::time::timeout(state.request_timeout, next.run(request)).await {
         Ok(response) => response,
+        Err(_) if netease => crate::providers::netease::timeout_response(),
         Err(_) => ApiError::Timeout.into_response(),
     }
 }

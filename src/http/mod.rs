@@ -13,11 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::providers::netease::{NeteaseError, NeteaseProvider};
 use crate::providers::twilio::TwilioProvider;
 use crate::store::{Store, StoreError};
 use crate::ttl::SharedClock;
@@ -33,6 +36,8 @@ pub struct Shared {
     pub clock: SharedClock,
     /// Twilio-style Access Tokens.
     pub twilio: TwilioProvider,
+    /// NetEase Yunxin getToken.
+    pub netease: NeteaseProvider,
     /// Server-side token state.
     pub store: Store,
     /// Largest request body, in bytes.
@@ -55,6 +60,7 @@ impl AppState {
         let store = Store::open(&settings.store, clock.clone()).await?;
         Ok(Self(Arc::new(Shared {
             twilio: TwilioProvider::from_settings(settings, clock.clone()),
+            netease: NeteaseProvider::from_settings(settings, clock.clone()),
             store,
             clock,
             body_limit: settings.server.body_limit_bytes,
@@ -69,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .merge(crate::providers::twilio::routes())
+        .merge(crate::providers::netease::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.body_limit))
@@ -81,10 +88,24 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound
+/// NetEase clients treat any HTTP status but 200 as a transport failure, so `/nimserver` paths keep NetEase's
+/// envelope even for unknown paths and methods.
+fn is_netease(uri: &Uri) -> bool {
+    uri.path().starts_with("/nimserver/")
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+async fn not_found(uri: Uri) -> Response {
+    if is_netease(&uri) {
+        NeteaseError::param("no such API").into_response()
+    } else {
+        ApiError::NotFound.into_response()
+    }
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    if is_netease(&uri) {
+        NeteaseError::param("bad http method: use POST").into_response()
+    } else {
+        ApiError::MethodNotAllowed.into_response()
+    }
 }

@@ -17,7 +17,7 @@ use crate::helpers::{spawn_app, ACCOUNT_SID, KEY_1};
 const TWILIO_PYPI: &str = "twilio==9.13.0";
 const COMPAT_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/twilio_compat.py");
 
-fn python() -> &'static PathBuf {
+pub fn python() -> &'static PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
         if let Ok(path) = std::env::var("TOKENMINT_TEST_PYTHON") {

@@ -1,0 +1,465 @@
+//! NetEase Yunxin-style getToken, drop-in compatible with `http://HOST:PORT/nimserver`.
+//!
+//! - `POST /nimserver/user/getToken.action`: issues (or extends) a token for a uid and optional room.
+//! - `POST /nimserver/user/verifyToken.action`: for the service that admits users to rooms; consumes a
+//!   single-use token on its first successful use; also accepts tokens an app server computed itself.
+//! - `POST /nimserver/user/revokeToken.action`: revokes a uid's live token (and room).
+//!
+//! Every answer is HTTP 200 with `application/json; charset=utf-8` and NetEase's envelope: `{"code":200,…}` or
+//! `{"code":N,"desc":"…"}` (414 parameters and headers, 403 forbidden, 416 rate limit, 417 already used,
+//! 431 replayed headers, 500/503 store failures), because NetEase's SDKs treat any other HTTP status as a
+//! transport failure and retry.
+
+pub mod params;
+pub mod token;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use sha1::{Digest, Sha1};
+use subtle::ConstantTimeEq;
+
+use self::params::{AuthHeaders, ChannelName, Form, Uid};
+use crate::config::Settings;
+use crate::http::AppState;
+use crate::store::{Admission, RateLimit, RecordKey, StoreError};
+use crate::ttl::{SharedClock, TtlPolicy};
+
+/// A failed NetEase call: its code and desc. Never carries a secret or a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeteaseError {
+    /// NetEase's code.
+    pub code: u16,
+    /// What went wrong.
+    pub desc: Cow<'static, str>,
+}
+
+impl NeteaseError {
+    fn new(code: u16, desc: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            desc: desc.into(),
+        }
+    }
+}
+
+impl From<StoreError> for NeteaseError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "store unavailable");
+                Self::new(503, "server busy: token store unavailable, retry later")
+            }
+            StoreError::Corrupt(cause) => {
+                tracing::error!(error = %cause, "store data error");
+                Self::new(500, "server error")
+            }
+        }
+    }
+}
+
+/// NetEase's envelope: always HTTP 200, JSON, UTF-8.
+pub fn envelope(body: &Value) -> Response {
+    let mut response = (StatusCode::OK, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+impl IntoResponse for NeteaseError {
+    fn into_response(self) -> Response {
+        envelope(&json!({"code": self.code, "desc": self.desc}))
+    }
+}
+
+/// One configured app.
+#[derive(Debug)]
+struct App {
+    app_key: String,
+    secrets: Vec<SecretString>,
+    enabled: bool,
+    rate: Option<RateLimit>,
+}
+
+/// The provider built from configuration.
+#[derive(Debug)]
+pub struct NeteaseProvider {
+    apps: HashMap<String, App>,
+    window: Duration,
+    replay_guard: bool,
+    max_channel_chars: usize,
+    policy: TtlPolicy,
+    clock: SharedClock,
+    /// The last curTime put in a token: each new token gets a later one, so two tokens minted in the same
+    /// millisecond (say, right after a revocation) still differ.
+    last_cur_time: AtomicI64,
+}
+
+impl NeteaseProvider {
+    /// Builds the app index from validated settings.
+    pub fn from_settings(settings: &Settings, clock: SharedClock) -> Self {
+        let apps = settings
+            .netease
+            .apps
+            .values()
+            .map(|app| {
+                (
+                    app.app_key.clone(),
+                    App {
+                        app_key: app.app_key.clone(),
+                        secrets: app.secrets.values().cloned().collect(),
+                        enabled: app.enabled,
+                        rate: (app.rate_limit > 0).then_some(RateLimit {
+                            limit: app.rate_limit,
+                            window: app.rate_window,
+                            lockout: Duration::ZERO,
+                        }),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            apps,
+            window: settings.netease.curtime_window,
+            replay_guard: settings.netease.replay_guard,
+            max_channel_chars: settings.netease.max_channel_name_chars,
+            policy: settings.ttl.netease,
+            clock,
+            last_cur_time: AtomicI64::new(0),
+        }
+    }
+
+    /// Now in ms, or one ms past the last value handed out, whichever is later.
+    fn next_cur_time(&self) -> i64 {
+        let now = self.clock.now_millis();
+        let mut last = self.last_cur_time.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last.saturating_add(1));
+            match self.last_cur_time.compare_exchange_weak(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(actual) => last = actual,
+            }
+        }
+    }
+}
+
+/// The routes of this provider.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/nimserver/user/getToken.action", post(get_token))
+        .route("/nimserver/user/verifyToken.action", post(verify_token))
+        .route("/nimserver/user/revokeToken.action", post(revoke_token))
+}
+
+/// An authenticated call: the app, the secret whose CheckSum matched, and the form.
+struct Call<'a> {
+    app: &'a App,
+    secret: &'a SecretString,
+    form: Form,
+}
+
+/// Reads the body, then authenticates: headers, CurTime window, CheckSum (constant time, every secret of the
+/// app), app status, replay guard; then parses the form.
+async fn authenticate(state: &AppState, request: Request) -> Result<Call<'_>, NeteaseError> {
+    let provider = &state.netease;
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, state.body_limit)
+        .await
+        .map_err(|_| {
+            NeteaseError::param(format!("body is larger than {} bytes", state.body_limit))
+        })?;
+    let auth = AuthHeaders::parse(&parts.headers)?;
+    let app = provider
+        .apps
+        .get(auth.app_key)
+        .ok_or(NeteaseError::param("appkey: unknown AppKey"))?;
+    let now = provider.clock.now_secs();
+    let window = i64::try_from(provider.window.as_secs()).unwrap_or(i64::MAX);
+    if (now - auth.cur_time).abs() > window {
+        return Err(NeteaseError::param("CurTime is expired"));
+    }
+    let secret = app
+        .secrets
+        .iter()
+        .find(|secret| {
+            let expected = token::checksum(secret.expose_secret(), auth.nonce, auth.cur_time_text);
+            bool::from(expected.as_bytes().ct_eq(auth.checksum.as_bytes()))
+        })
+        .ok_or(NeteaseError::param("checksum: CheckSum does not match"))?;
+    if !app.enabled {
+        return Err(NeteaseError::new(403, "app is forbidden"));
+    }
+    if provider.replay_guard {
+        // Remember the header set for as long as its CurTime stays acceptable.
+        let until = auth.cur_time.saturating_add(window).saturating_add(1);
+        let ttl = Duration::from_secs(u64::try_from((until - now).max(1)).unwrap_or(1));
+        let key = format!("ne:replay:{}:{}:{}", app.app_key, auth.cur_time, auth.nonce);
+        if !state.store.remember_once(&key, ttl).await? {
+            return Err(NeteaseError::new(
+                431,
+                "request repeated: this AppKey, Nonce and CurTime were already used",
+            ));
+        }
+    }
+    let form = Form::parse(&parts.headers, &body)?;
+    Ok(Call { app, secret, form })
+}
+
+fn record_key(app: &App, uid: Uid, channel: &str) -> RecordKey {
+    RecordKey {
+        app: app.app_key.clone(),
+        subject: uid.get().to_string(),
+        room: channel.to_owned(),
+    }
+}
+
+/// Tokens tokenmint issued are governed by their store record only; this marker keeps them from passing as
+/// self-computed tokens once their record is gone (replaced, consumed, revoked, or shortened by an extension).
+fn no_fallback_subject(token: &str) -> String {
+    format!(
+        "ne:nofallback:{}",
+        hex::encode(Sha1::digest(token.as_bytes()))
+    )
+}
+
+async fn get_token(State(state): State<AppState>, request: Request) -> Response {
+    match issue(&state, request).await {
+        Ok(token) => envelope(&json!({"code": 200, "token": token})),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn issue(state: &AppState, request: Request) -> Result<String, NeteaseError> {
+    let call = authenticate(state, request).await?;
+    let provider = &state.netease;
+    let uid = Uid::try_from(call.form.get("uid"))?;
+    let single_use = !params::repeat_use(call.form.get("repeatUse"))?;
+    let requested = match call.form.get("expireAt") {
+        None | Some("") => None,
+        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+            NeteaseError::param(format!(
+                "expireAt must be between {} and {} seconds",
+                provider.policy.min(),
+                provider.policy.max()
+            ))
+        })?),
+    };
+    let ttl = provider
+        .policy
+        .resolve(requested)
+        .map_err(|e| NeteaseError::param(e.to_string().replacen("ttl", "expireAt", 1)))?;
+    let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
+    if let Some(rate) = &call.app.rate {
+        let decision = state
+            .store
+            .hit(&format!("ne:rate:{}", call.app.app_key), rate)
+            .await?;
+        if !decision.allowed {
+            return Err(NeteaseError::new(
+                416,
+                "frequency control: getToken rate limit exceeded for this app",
+            ));
+        }
+    }
+
+    let now_ms = provider.next_cur_time();
+    let signature = token::signature(
+        &call.app.app_key,
+        uid.get(),
+        now_ms,
+        ttl.as_secs(),
+        channel.as_str(),
+        call.secret.expose_secret(),
+    );
+    let candidate = token::encode(&signature, now_ms, ttl.as_secs());
+    let key = record_key(call.app, uid, channel.as_str());
+    let issued = state
+        .store
+        .issue_or_extend(&key, &candidate, ttl.as_duration(), single_use)
+        .await?;
+    if issued.created {
+        let until = now_ms.saturating_add(i64::from(ttl.as_secs()) * 1000);
+        state
+            .store
+            .revoke_subject(&no_fallback_subject(&issued.record.token), until)
+            .await?;
+    }
+    Ok(issued.record.token)
+}
+
+async fn verify_token(State(state): State<AppState>, request: Request) -> Response {
+    match admit(&state, request).await {
+        Ok(body) => envelope(&body),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn admit(state: &AppState, request: Request) -> Result<Value, NeteaseError> {
+    let call = authenticate(state, request).await?;
+    let provider = &state.netease;
+    let uid = Uid::try_from(call.form.get("uid"))?;
+    let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
+    let token = call.form.get("token").unwrap_or_default();
+    if token.is_empty() {
+        return Err(NeteaseError::param("token is empty"));
+    }
+
+    // A token bound to this room, then one good for any room.
+    let rooms: &[&str] = if channel.as_str().is_empty() {
+        &[""]
+    } else {
+        &[channel.as_str(), ""]
+    };
+    for room in rooms {
+        match state
+            .store
+            .use_token(&record_key(call.app, uid, room), token)
+            .await?
+        {
+            Admission::Admitted(record) => {
+                return Ok(json!({
+                    "code": 200,
+                    "uid": uid.get(),
+                    "channelName": channel.as_str(),
+                    "boundChannel": !room.is_empty(),
+                    "repeatUse": !record.single_use,
+                    "expiresAt": record.expires_at_ms,
+                    "source": "issued",
+                }))
+            }
+            Admission::AlreadyUsed => {
+                return Err(NeteaseError::new(
+                    417,
+                    "token was already used (repeatUse=false)",
+                ))
+            }
+            Admission::Revoked => return Err(NeteaseError::new(403, "token was revoked")),
+            Admission::Unknown => {}
+        }
+    }
+    self_computed(state, &call, uid, &channel, token).await
+}
+
+/// Checks a token the app server computed itself: signature (any secret of the app; bound to this room or to
+/// none), uid, and lifetime.
+async fn self_computed(
+    state: &AppState,
+    call: &Call<'_>,
+    uid: Uid,
+    channel: &ChannelName,
+    token: &str,
+) -> Result<Value, NeteaseError> {
+    const INVALID: &str = "token is invalid for this uid and channelName";
+    let provider = &state.netease;
+    let decoded = token::decode(token).ok_or(NeteaseError::new(403, INVALID))?;
+    let now_ms = provider.clock.now_millis();
+    let window_ms = i64::try_from(provider.window.as_millis()).unwrap_or(i64::MAX);
+    if decoded.ttl == 0 || decoded.ttl > provider.policy.max() {
+        return Err(NeteaseError::new(403, INVALID));
+    }
+    let expires_at = decoded
+        .cur_time
+        .saturating_add(i64::from(decoded.ttl) * 1000);
+    let rooms: &[&str] = if channel.as_str().is_empty() {
+        &[""]
+    } else {
+        &[channel.as_str(), ""]
+    };
+    let bound = call.app.secrets.iter().find_map(|secret| {
+        rooms.iter().find(|room| {
+            let expected = token::signature(
+                &call.app.app_key,
+                uid.get(),
+                decoded.cur_time,
+                decoded.ttl,
+                room,
+                secret.expose_secret(),
+            );
+            bool::from(
+                expected
+                    .as_bytes()
+                    .ct_eq(decoded.signature.to_ascii_lowercase().as_bytes()),
+            )
+        })
+    });
+    let Some(room) = bound else {
+        return Err(NeteaseError::new(403, INVALID));
+    };
+    if now_ms >= expires_at {
+        return Err(NeteaseError::new(403, "token is expired"));
+    }
+    if decoded.cur_time > now_ms.saturating_add(window_ms) {
+        return Err(NeteaseError::new(403, "token curTime is in the future"));
+    }
+    if state.store.is_revoked(&no_fallback_subject(token)).await? {
+        return Err(NeteaseError::new(
+            403,
+            "token is no longer valid (revoked, used or replaced)",
+        ));
+    }
+    Ok(json!({
+        "code": 200,
+        "uid": uid.get(),
+        "channelName": channel.as_str(),
+        "boundChannel": !room.is_empty(),
+        "repeatUse": true,
+        "expiresAt": expires_at,
+        "source": "self-computed",
+    }))
+}
+
+async fn revoke_token(State(state): State<AppState>, request: Request) -> Response {
+    match revoke(&state, request).await {
+        Ok(revoked) => envelope(&json!({"code": 200, "revoked": revoked})),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Revokes the live token of uid (and channelName); with `token`, also a self-computed token, until its expiry.
+async fn revoke(state: &AppState, request: Request) -> Result<bool, NeteaseError> {
+    let call = authenticate(state, request).await?;
+    let provider = &state.netease;
+    let uid = Uid::try_from(call.form.get("uid"))?;
+    let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
+    let mut revoked = state
+        .store
+        .revoke(&record_key(call.app, uid, channel.as_str()))
+        .await?
+        .is_some();
+    if let Some(token) = call.form.get("token").filter(|t| !t.is_empty()) {
+        if let Some(decoded) = token::decode(token) {
+            let until = decoded
+                .cur_time
+                .saturating_add(i64::from(decoded.ttl) * 1000);
+            if until > provider.clock.now_millis() {
+                state
+                    .store
+                    .revoke_subject(&no_fallback_subject(token), until)
+                    .await?;
+                revoked = true;
+            }
+        }
+    }
+    Ok(revoked)
+}
+
+/// The body of a request that timed out, in NetEase's envelope.
+pub fn timeout_response() -> Response {
+    NeteaseError::new(503, "server busy: request timed out").into_response()
+}
