@@ -57,6 +57,8 @@ pub struct Settings {
     pub twilio: TwilioSettings,
     /// NetEase Yunxin getToken.
     pub netease: NeteaseSettings,
+    /// MeCloud tokens and accesstokens.
+    pub mecloud: MecloudSettings,
     /// Server-side token state.
     pub store: StoreSettings,
     /// Path of the configuration file (set through `TOKENMINT_CONFIG`); read before the layers are merged.
@@ -201,6 +203,39 @@ fn minute() -> Duration {
     Duration::from_secs(60)
 }
 
+/// MeCloud channels and exchange rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MecloudSettings {
+    /// How far a token's `time` may be from the server's time, either side.
+    #[serde(rename = "time_window_secs", with = "secs")]
+    pub time_window: Duration,
+    /// Refuse a second exchange of the same token.
+    pub single_exchange: bool,
+    /// Accesstokens per channel per window (0: no limit).
+    pub rate_limit: u32,
+    /// The rate window.
+    #[serde(rename = "rate_window_secs", with = "secs")]
+    pub rate_window: Duration,
+    /// Lock-out after the limit is exceeded.
+    #[serde(rename = "lockout_secs", with = "secs")]
+    pub lockout: Duration,
+    /// Channels keyed by label.
+    #[serde(default)]
+    pub channels: BTreeMap<String, MecloudChannelSettings>,
+}
+
+/// One MeCloud channel (the tenant).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MecloudChannelSettings {
+    /// The channel's appId.
+    pub app_id: String,
+    /// Secret keys keyed by key id: the channel's own key and keys handed to its users.
+    #[serde(serialize_with = "redacted_map")]
+    pub keys: BTreeMap<String, SecretString>,
+}
+
 /// Why configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -314,6 +349,7 @@ impl Settings {
         }
         self.validate_twilio()?;
         self.validate_netease()?;
+        self.validate_mecloud()?;
         if self.env == RunEnvironment::Production {
             self.validate_production()?;
         }
@@ -419,6 +455,59 @@ impl Settings {
         Ok(())
     }
 
+    fn validate_mecloud(&self) -> Result<(), ConfigError> {
+        let m = &self.mecloud;
+        if m.time_window.is_zero() {
+            return Err(ConfigError::invalid(
+                "mecloud.time_window_secs",
+                "must be at least 1",
+            ));
+        }
+        if m.rate_limit > 0 && m.rate_window.is_zero() {
+            return Err(ConfigError::invalid(
+                "mecloud.rate_window_secs",
+                "must be at least 1",
+            ));
+        }
+        let mut app_ids = HashSet::new();
+        for (label, channel) in &m.channels {
+            let prefix = format!("mecloud.channels.{label}");
+            let id = &channel.app_id;
+            if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.app_id"),
+                    "must be 1 to 64 ASCII letters, digits, '-' or '_'",
+                ));
+            }
+            if !app_ids.insert(id.clone()) {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.app_id"),
+                    "appIds must be unique",
+                ));
+            }
+            if channel.keys.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.keys"),
+                    "at least one secret key is required",
+                ));
+            }
+            for (key_id, secret) in &channel.keys {
+                if secret.expose_secret().is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("{prefix}.keys.{key_id}"),
+                        "must not be empty",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate_production(&self) -> Result<(), ConfigError> {
         let samples = sample_credentials();
         for (key, value) in self.credentials() {
@@ -457,6 +546,11 @@ impl Settings {
                     format!("netease.apps.{label}.secrets.{secret_label}"),
                     secret,
                 ));
+            }
+        }
+        for (label, channel) in &self.mecloud.channels {
+            for (key_id, secret) in &channel.keys {
+                out.push((format!("mecloud.channels.{label}.keys.{key_id}"), secret));
             }
         }
         out

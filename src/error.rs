@@ -40,6 +40,28 @@ pub enum ApiError {
         /// What is wrong, without saying which half of a credential failed.
         message: &'static str,
     },
+    /// 401: a token or accesstoken was refused; answered with `WWW-Authenticate: Bearer`.
+    #[error("{message}")]
+    Rejected {
+        /// Which rule failed (e.g. `token_mismatch`, `accesstoken_expired`).
+        code: &'static str,
+        /// What failed, never the expected value.
+        message: Cow<'static, str>,
+    },
+    /// 409: the operation was already done and may not be repeated (e.g. a token exchanged twice).
+    #[error("{message}")]
+    Conflict {
+        /// Which rule.
+        code: &'static str,
+        /// What happened.
+        message: Cow<'static, str>,
+    },
+    /// 429: a rate limit; answered with `Retry-After`.
+    #[error("rate limit exceeded; retry after {retry_after_secs} seconds")]
+    RateLimited {
+        /// Seconds until the window or lock-out ends.
+        retry_after_secs: u64,
+    },
     /// 404: no such route.
     #[error("no route for this path")]
     NotFound,
@@ -90,7 +112,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Invalid { .. } | Self::BadBody { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized { .. } | Self::Rejected { .. } => StatusCode::UNAUTHORIZED,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -106,7 +130,10 @@ impl ApiError {
         match self {
             Self::Invalid { code, .. }
             | Self::BadBody { code, .. }
-            | Self::Unauthorized { code, .. } => code,
+            | Self::Unauthorized { code, .. }
+            | Self::Rejected { code, .. }
+            | Self::Conflict { code, .. } => code,
+            Self::RateLimited { .. } => "rate_limited",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Timeout => "request_timeout",
@@ -181,11 +208,24 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"tokenmint\", charset=\"UTF-8\""),
-            );
+        let headers = response.headers_mut();
+        match &self {
+            Self::Unauthorized { .. } => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"tokenmint\", charset=\"UTF-8\""),
+                );
+            }
+            Self::Rejected { .. } => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"tokenmint\", error=\"invalid_token\""),
+                );
+            }
+            Self::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
         }
         response
     }

@@ -20,6 +20,7 @@ use axum::Router;
 
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::providers::mecloud::MecloudProvider;
 use crate::providers::netease::{NeteaseError, NeteaseProvider};
 use crate::providers::twilio::TwilioProvider;
 use crate::store::{Store, StoreError};
@@ -38,6 +39,8 @@ pub struct Shared {
     pub twilio: TwilioProvider,
     /// NetEase Yunxin getToken.
     pub netease: NeteaseProvider,
+    /// MeCloud tokens and accesstokens.
+    pub mecloud: MecloudProvider,
     /// Server-side token state.
     pub store: Store,
     /// Largest request body, in bytes.
@@ -61,6 +64,7 @@ impl AppState {
         Ok(Self(Arc::new(Shared {
             twilio: TwilioProvider::from_settings(settings, clock.clone()),
             netease: NeteaseProvider::from_settings(settings, clock.clone()),
+            mecloud: MecloudProvider::from_settings(settings, clock.clone()),
             store,
             clock,
             body_limit: settings.server.body_limit_bytes,
@@ -76,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::ready))
         .merge(crate::providers::twilio::routes())
         .merge(crate::providers::netease::routes())
+        .merge(crate::providers::mecloud::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.body_limit))
