@@ -32,6 +32,7 @@ start_service() {
   env "$@" TOKENMINT_ENV=development TOKENMINT_SERVER__PORT="$port" \
     TOKENMINT_LOG__LEVEL="${TOKENMINT_BENCH_LOG:-info}" TOKENMINT_STORE__EMBEDDED__PATH="$work/$name.redb" \
     TOKENMINT_NETEASE__REPLAY_GUARD=false TOKENMINT_NETEASE__APPS__SAMPLE__RATE_LIMIT=0 \
+    TOKENMINT_MECLOUD__SINGLE_EXCHANGE=false TOKENMINT_MECLOUD__RATE_LIMIT=0 \
     target/release/tokenmint serve >"$work/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 50); do
@@ -64,6 +65,9 @@ export TOKENMINT_BENCH_NONCE=benchnonce
 export TOKENMINT_BENCH_CURTIME=$(date +%s)
 export TOKENMINT_BENCH_CHECKSUM=$(printf '%s%s%s' sample-netease-secret-not-for-production "$TOKENMINT_BENCH_NONCE" "$TOKENMINT_BENCH_CURTIME" | sha1sum | cut -d' ' -f1)
 netease=/nimserver/user/getToken.action
+mecloud_time=$(($(date +%s) * 1000))
+mecloud_token=$(printf '1.%s.bench.sample-mecloud-secret-not-for-production' "$mecloud_time" | sha1sum | cut -d' ' -f1)
+export TOKENMINT_BENCH_MECLOUD_BODY="{\"appId\":\"1\",\"time\":$mecloud_time,\"randomKey\":\"bench\",\"token\":\"$mecloud_token\"}"
 
 echo "tokenmint load benchmark: ${duration}s per route, $connections connections, wrk -t$threads, log level ${TOKENMINT_BENCH_LOG:-info}"
 start_service embedded
@@ -71,6 +75,7 @@ run "embedded: healthz" "$base/healthz"
 run "embedded: twilio mint" "$base/twilio/v1/tokens" -s tests/bench/twilio_mint.lua
 run "embedded: netease getToken new uid" "$base$netease" -s tests/bench/netease_get_token.lua
 TOKENMINT_BENCH_UIDS=100 run "embedded: netease getToken repeat" "$base$netease" -s tests/bench/netease_get_token.lua
+run "embedded: mecloud exchange" "$base/mecloud/v2/accesstoken" -s tests/bench/mecloud_exchange.lua
 run "embedded: healthz again" "$base/healthz"
 
 redis_port=$(free_port)
@@ -86,5 +91,6 @@ echo "throughput ratios (same process, same run):"
 ratio "embedded: twilio mint" "embedded: healthz"
 ratio "embedded: netease getToken new uid" "embedded: healthz"
 ratio "embedded: netease getToken repeat" "embedded: healthz"
+ratio "embedded: mecloud exchange" "embedded: healthz"
 ratio "redis: netease getToken new uid" "redis: healthz"
 ratio "redis: netease getToken repeat" "redis: healthz"
