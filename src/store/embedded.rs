@@ -17,8 +17,8 @@ use redb::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    issue_step, millis, rate_step, use_step, Admission, EmbeddedSettings, Issued, RateDecision,
-    RateLimit, RecordKey, RecordState, StoreError, TokenRecord,
+    issue_step, matching_unexpired, millis, rate_step, use_step, Admission, EmbeddedSettings,
+    Issued, RateDecision, RateLimit, RecordKey, RecordState, StoreError, TokenRecord,
 };
 use crate::ttl::SharedClock;
 
@@ -204,14 +204,10 @@ impl EmbeddedStore {
         self.read(move |txn| {
             let table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
             let record = match table.get(key.as_str()).map_err(|e| e.to_string())? {
-                Some(bytes) => decode(bytes.value())?,
-                None => return Ok(None),
+                Some(bytes) => Some(decode(bytes.value())?),
+                None => None,
             };
-            let matches = bool::from(subtle::ConstantTimeEq::ct_eq(
-                record.token.as_bytes(),
-                token.as_bytes(),
-            ));
-            Ok((matches && record.expires_at_ms > now).then_some(record))
+            Ok(matching_unexpired(record, &token, now))
         })
         .await
     }

@@ -343,31 +343,39 @@ pub(crate) fn issue_step(
     }
 }
 
+/// The record if it holds `token` (compared in constant time) and has not expired at `now`; shared by both
+/// backends' look-ups and by [`use_step`].
+pub(crate) fn matching_unexpired(
+    record: Option<TokenRecord>,
+    token: &str,
+    now: i64,
+) -> Option<TokenRecord> {
+    record.filter(|r| {
+        r.expires_at_ms > now
+            && bool::from(subtle::ConstantTimeEq::ct_eq(
+                r.token.as_bytes(),
+                token.as_bytes(),
+            ))
+    })
+}
+
 /// What using a token does to its record; shared by both backends. Returns the record to write back, if any.
 pub(crate) fn use_step(
     existing: Option<TokenRecord>,
     token: &str,
     now: i64,
 ) -> (Admission, Option<TokenRecord>) {
-    match existing {
-        Some(record)
-            if record.expires_at_ms > now
-                && bool::from(subtle::ConstantTimeEq::ct_eq(
-                    record.token.as_bytes(),
-                    token.as_bytes(),
-                )) =>
-        {
-            match record.state {
-                RecordState::Revoked => (Admission::Revoked, None),
-                RecordState::Consumed => (Admission::AlreadyUsed, None),
-                RecordState::Live if record.single_use => {
-                    let mut consumed = record.clone();
-                    consumed.state = RecordState::Consumed;
-                    (Admission::Admitted(record), Some(consumed))
-                }
-                RecordState::Live => (Admission::Admitted(record), None),
+    match matching_unexpired(existing, token, now) {
+        Some(record) => match record.state {
+            RecordState::Revoked => (Admission::Revoked, None),
+            RecordState::Consumed => (Admission::AlreadyUsed, None),
+            RecordState::Live if record.single_use => {
+                let mut consumed = record.clone();
+                consumed.state = RecordState::Consumed;
+                (Admission::Admitted(record), Some(consumed))
             }
-        }
-        _ => (Admission::Unknown, None),
+            RecordState::Live => (Admission::Admitted(record), None),
+        },
+        None => (Admission::Unknown, None),
     }
 }

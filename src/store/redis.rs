@@ -15,8 +15,8 @@ use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
 
 use super::{
-    millis, Admission, Issued, RateDecision, RateLimit, RecordKey, RecordState, RedisSettings,
-    StoreError, TokenRecord,
+    matching_unexpired, millis, Admission, Issued, RateDecision, RateLimit, RecordKey, RecordState,
+    RedisSettings, StoreError, TokenRecord,
 };
 use crate::ttl::SharedClock;
 
@@ -272,14 +272,11 @@ impl RedisStore {
         .await
         .map_err(|_| StoreError::Unavailable("redis: command timed out".to_owned()))?
         .map_err(|e| redis_err(&e))?;
-        let Some(raw) = raw else { return Ok(None) };
-        let record: TokenRecord =
-            serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let matches = bool::from(subtle::ConstantTimeEq::ct_eq(
-            record.token.as_bytes(),
-            token.as_bytes(),
-        ));
-        Ok((matches && record.expires_at_ms > self.clock.now_millis()).then_some(record))
+        let record: Option<TokenRecord> = raw
+            .map(|raw| serde_json::from_str(&raw))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(matching_unexpired(record, token, self.clock.now_millis()))
     }
 
     pub(super) async fn use_token(

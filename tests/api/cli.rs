@@ -18,14 +18,6 @@ fn tokenmint(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         .expect("binary runs")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 #[test]
 fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
     let secret = "a-very-secret-value-that-must-not-be-printed";
@@ -115,7 +107,7 @@ fn an_invalid_value_stops_start_up_with_the_key_and_the_rule() {
 
 #[test]
 fn healthcheck_fails_when_nothing_listens() {
-    let port = free_port().to_string();
+    let port = crate::helpers::free_port().to_string();
     let output = tokenmint(
         &["healthcheck", "--addr", &format!("127.0.0.1:{port}")],
         &[],
@@ -126,7 +118,7 @@ fn healthcheck_fails_when_nothing_listens() {
 
 #[test]
 fn serve_answers_the_healthcheck_and_exits_cleanly_on_sigterm() {
-    let port = free_port().to_string();
+    let port = crate::helpers::free_port().to_string();
     let mut child = Command::new(BIN)
         .arg("serve")
         .env_clear()

@@ -35,10 +35,7 @@ async fn healthcheck_probe_reports_a_live_instance_and_a_dead_port() {
         .await
         .expect("healthy");
 
-    let unused = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let unused: std::net::SocketAddr = ([127, 0, 0, 1], crate::helpers::free_port()).into();
     let err = tokenmint::healthcheck::probe(unused, std::time::Duration::from_secs(2))
         .await
         .expect_err("nothing listens there");

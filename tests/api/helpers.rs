@@ -57,6 +57,20 @@ pub fn settings_with(inline: &str, env: &[(&str, &str)]) -> Settings {
     .expect("test settings are valid")
 }
 
+pub use crate::redis_server::free_port;
+
+/// Spawns the app on the development profile with its store on the Redis at `url`.
+pub async fn spawn_on_redis(url: &str) -> TestApp {
+    spawn_app_with(settings_with(
+        "",
+        &[
+            ("TOKENMINT_STORE__BACKEND", "redis"),
+            ("TOKENMINT_STORE__REDIS__URL", url),
+        ],
+    ))
+    .await
+}
+
 /// Spawns the app on the development profile.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(settings_with("", &[])).await

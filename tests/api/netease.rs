@@ -694,14 +694,7 @@ async fn unknown_paths_and_methods_keep_the_netease_envelope() {
 async fn a_store_outage_is_answered_503_in_the_envelope() {
     let server = RedisServer::start();
     let url = server.url();
-    let app = spawn_app_with(settings_with(
-        "",
-        &[
-            ("TOKENMINT_STORE__BACKEND", "redis"),
-            ("TOKENMINT_STORE__REDIS__URL", &url),
-        ],
-    ))
-    .await;
+    let app = crate::helpers::spawn_on_redis(&url).await;
     assert_eq!(call(&app, GET_TOKEN, "uid=1").await["code"], 200);
     drop(server);
     let reply = call(&app, GET_TOKEN, "uid=1").await;
@@ -747,12 +740,8 @@ async fn races_on_the_embedded_store_give_one_token_and_one_admission() {
 async fn two_instances_sharing_redis_agree_under_races() {
     let server = RedisServer::start();
     let url = server.url();
-    let env = [
-        ("TOKENMINT_STORE__BACKEND", "redis"),
-        ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
-    ];
-    let a = spawn_app_with(settings_with("", &env)).await;
-    let b = spawn_app_with(settings_with("", &env)).await;
+    let a = crate::helpers::spawn_on_redis(&url).await;
+    let b = crate::helpers::spawn_on_redis(&url).await;
     races(&a, &b).await;
 
     let mut headers = auth_headers(&a, SECRET);

@@ -3,24 +3,46 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 pub struct RedisServer {
     pub port: u16,
     child: Child,
+    /// A name only this server has, so the readiness probe cannot be answered by another test's server that
+    /// took the same port first.
+    tag: String,
 }
 
 impl RedisServer {
-    /// Starts a server on a free port and waits until it answers PING.
+    /// Starts a server on a free port and waits until it answers PING. A port can be taken between choosing it
+    /// and binding it (other tests pick ports too), so a server that exits at once is retried on another port.
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        Self::start_on(port)
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start_on(free_port()) {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
     }
 
     /// Starts a server on `port` (used to bring one back after a stop).
     pub fn start_on(port: u16) -> Self {
+        Self::try_start_on(port).unwrap_or_else(|| panic!("redis-server did not start on {port}"))
+    }
+
+    fn try_start_on(port: u16) -> Option<Self> {
+        let tag = format!(
+            "tm-{}-{port}-{:x}.rdb",
+            std::process::id(),
+            rand::random::<u64>()
+        );
         let child = Command::new("redis-server")
             .args([
                 "--bind",
@@ -31,21 +53,24 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                "--dbfilename",
+                &tag,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (.ci/run installs it)");
-        let server = Self { port, child };
+        let mut server = Self { port, child, tag };
         let started = Instant::now();
         while !server.answers() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start on {port}"
-            );
+            if matches!(server.child.try_wait(), Ok(Some(_)))
+                || started.elapsed() > Duration::from_secs(10)
+            {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
+        Some(server)
     }
 
     fn answers(&self) -> bool {
@@ -54,10 +79,12 @@ impl RedisServer {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-        let mut buf = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut buf).is_ok()
-            && &buf == b"+PONG\r\n"
+        let mut buf = [0u8; 256];
+        if stream.write_all(b"CONFIG GET dbfilename\r\n").is_err() {
+            return false;
+        }
+        let n = stream.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).contains(&self.tag)
     }
 
     pub fn url(&self) -> String {

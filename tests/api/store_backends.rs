@@ -8,7 +8,7 @@ use serde_json::json;
 use tokenmint::store::{Admission, Backend, RecordKey, Store};
 use tokenmint::ttl::ManualClock;
 
-use crate::helpers::{assert_status, basic, settings_with, spawn_app_with, temp_path, KEY_1};
+use crate::helpers::{assert_status, basic, spawn_on_redis, temp_path, KEY_1};
 use crate::redis_server::RedisServer;
 use crate::store::{settings, Harness};
 
@@ -141,14 +141,7 @@ async fn an_unreachable_redis_fails_fast_and_the_store_recovers_when_it_returns(
 async fn readyz_follows_the_store_and_routes_answer_503_while_it_is_down() {
     let server = RedisServer::start();
     let url = server.url();
-    let app = spawn_app_with(settings_with(
-        "",
-        &[
-            ("TOKENMINT_STORE__BACKEND", "redis"),
-            ("TOKENMINT_STORE__REDIS__URL", &url),
-        ],
-    ))
-    .await;
+    let app = spawn_on_redis(&url).await;
     let ready = app
         .client
         .get(app.url("/readyz"))
@@ -211,12 +204,8 @@ async fn readyz_follows_the_store_and_routes_answer_503_while_it_is_down() {
 async fn two_instances_sharing_redis_see_each_others_revocations() {
     let server = RedisServer::start();
     let url = server.url();
-    let env = [
-        ("TOKENMINT_STORE__BACKEND", "redis"),
-        ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
-    ];
-    let a = spawn_app_with(settings_with("", &env)).await;
-    let b = spawn_app_with(settings_with("", &env)).await;
+    let a = spawn_on_redis(&url).await;
+    let b = spawn_on_redis(&url).await;
 
     let token = a.mint_ok(KEY_1, &json!({"identity": "alice"})).await["token"].clone();
     assert_eq!(
@@ -237,11 +226,7 @@ struct Served {
 }
 
 fn serve_binary(db: &std::path::Path) -> Served {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = crate::helpers::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_tokenmint"))
         .arg("serve")
         .env_clear()
