@@ -32,11 +32,18 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
+impl TestApp {
+    /// Sends the shutdown signal: the server stops accepting and drains in-flight requests.
+    pub fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.begin_shutdown();
     }
 }
 

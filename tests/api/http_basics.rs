@@ -99,3 +99,110 @@ async fn body_limit_is_configurable() {
     let (code, _) = assert_error(response, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(code, "payload_too_large");
 }
+
+/// Sends a request's head and the first half of its body on a raw connection; returns the stream and the rest.
+async fn half_sent_request(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (tokio::net::TcpStream, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connects");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        app.addr,
+        basic(KEY_1.0, KEY_1.1),
+        body.len()
+    );
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("head written");
+    stream
+        .write_all(first.as_bytes())
+        .await
+        .expect("first half written");
+    (stream, rest.to_owned())
+}
+
+async fn read_response(mut stream: tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response read");
+    response
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_connections() {
+    use tokio::io::AsyncWriteExt;
+    let mut app = spawn_app().await;
+    let (mut stream, rest) = half_sent_request(
+        &app,
+        "/twilio/v1/tokens",
+        "application/json",
+        r#"{"identity":"alice@example.com"}"#,
+    )
+    .await;
+    // Let the server read the head, so the request is in flight when the signal arrives.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    app.begin_shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stream
+        .write_all(rest.as_bytes())
+        .await
+        .expect("second half written");
+    let response = read_response(stream).await;
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "in-flight request finished: {response}"
+    );
+    assert!(response.contains("\"token\""), "{response}");
+
+    let refused = tokio::net::TcpStream::connect(app.addr).await;
+    assert!(refused.is_err(), "no new connections after shutdown");
+}
+
+#[tokio::test]
+async fn a_request_past_the_deadline_gets_408_in_the_json_shape_and_200_in_netease_envelope() {
+    let app = spawn_app_with(settings_with(
+        "",
+        &[("TOKENMINT_SERVER__REQUEST_TIMEOUT_SECS", "1")],
+    ))
+    .await;
+
+    let (stream, _never_sent) = half_sent_request(
+        &app,
+        "/twilio/v1/tokens",
+        "application/json",
+        r#"{"identity":"slow"}"#,
+    )
+    .await;
+    let response = read_response(stream).await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.contains(r#"{"error":{"code":"request_timeout""#),
+        "{response}"
+    );
+
+    let (stream, _never_sent) = half_sent_request(
+        &app,
+        "/nimserver/user/getToken.action",
+        "application/x-www-form-urlencoded",
+        "uid=123456&channelName=slow",
+    )
+    .await;
+    let response = read_response(stream).await;
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "NetEase clients see HTTP 200: {response}"
+    );
+    assert!(response.contains(r#""code":503"#), "{response}");
+}
