@@ -19,6 +19,7 @@ ENV TOKENMINT_ENV=production \
     TOKENMINT_LOG__FORMAT=json
 WORKDIR /var/lib/tokenmint
 USER tokenmint
+VOLUME ["/var/lib/tokenmint/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 CMD ["tokenmint", "healthcheck"]
 ENTRYPOINT ["tokenmint"]
