@@ -507,3 +507,23 @@ async fn the_rate_limit_and_single_exchange_hold_across_instances_sharing_redis(
     assert_rate_limited(&b, "r3").await;
     assert_rate_limited(&a, "r4").await;
 }
+
+#[tokio::test]
+async fn a_token_stays_valid_until_the_clock_moves_past_the_window() {
+    let app = spawn_app().await;
+    let body = request(&app, "k", CHANNEL_KEY);
+    app.clock.advance(Duration::from_secs(600));
+    let verdict = assert_status(post(&app, CHECK, &body).await, StatusCode::OK).await;
+    assert_eq!(
+        verdict["valid"], true,
+        "exactly 10 minutes later: {verdict}"
+    );
+    app.clock.advance(Duration::from_millis(1));
+    let verdict = assert_status(post(&app, CHECK, &body).await, StatusCode::OK).await;
+    assert_eq!(
+        verdict["error"]["code"], "time_outside_window",
+        "1 ms past: {verdict}"
+    );
+    let (code, _) = assert_error(post(&app, EXCHANGE, &body).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(code, "time_outside_window");
+}
