@@ -288,18 +288,18 @@ async fn issue(state: &AppState, request: Request) -> Result<String, NeteaseErro
         call.secret.expose_secret(),
     );
     let candidate = token::encode(&signature, now_ms, ttl.as_secs());
+    // Mark the candidate as issued by tokenmint in the same breath as it may become a record: both writes are
+    // sent together, so on the embedded store they share one group commit (one transaction: both or neither).
+    // A marker for a candidate that loses to an existing record is harmless and expires with it.
+    let until = now_ms.saturating_add(i64::from(ttl.as_secs()) * 1000);
     let key = record_key(call.app, uid, channel.as_str());
-    let issued = state
-        .store
-        .issue_or_extend(&key, &candidate, ttl.as_duration(), single_use)
-        .await?;
-    if issued.created {
-        let until = now_ms.saturating_add(i64::from(ttl.as_secs()) * 1000);
+    let marker = no_fallback_subject(&candidate);
+    let ((), issued) = tokio::try_join!(
+        state.store.revoke_subject(&marker, until),
         state
             .store
-            .revoke_subject(&no_fallback_subject(&issued.record.token), until)
-            .await?;
-    }
+            .issue_or_extend(&key, &candidate, ttl.as_duration(), single_use),
+    )?;
     Ok(issued.record.token)
 }
 
