@@ -8,7 +8,8 @@
 //! - [`error`]: the JSON routes' error enum, status mapping and error shape.
 //! - [`ttl`]: the shared TTL policy and the injectable clock.
 //! - [`http`]: shared state, the router, extractors, middleware and health probes.
-//! - [`providers`]: one module per token scheme.
+//! - [`providers`]: one module per token scheme: `twilio`, `netease`, `mecloud`.
+//! - [`store`]: server-side token state behind one contract; `embedded` (redb) and `redis` backends.
 //! - [`startup`]: building the application (binding the listener) and running it until a signal.
 //! - [`healthcheck`]: the probe `tokenmint healthcheck` runs against a live instance.
 #![forbid(unsafe_code)]
