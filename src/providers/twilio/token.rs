@@ -79,7 +79,8 @@ pub fn sign(
     region: Option<&Region>,
     key: &SigningKey,
 ) -> Result<String, serde_json::Error> {
-    let payload = serde_json::to_vec(claims)?;
+    let mut payload = Vec::with_capacity(512);
+    serde_json::to_writer(&mut payload, claims)?;
     let mut token = String::with_capacity(96 + payload.len() * 4 / 3 + 48);
     match region {
         Some(region) => token.push_str(&encode_header(Some(region))),
