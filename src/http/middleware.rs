@@ -60,7 +60,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
 
 /// Answers 408 in the JSON shape when a request runs past the configured deadline.
 pub async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let netease = request.uri().path().starts_with("/nimserver/");
+    let netease = super::is_netease(request.uri());
     match tokio::time::timeout(state.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) if netease => crate::providers::netease::timeout_response(),

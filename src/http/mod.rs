@@ -95,7 +95,7 @@ pub fn router(state: AppState) -> Router {
 
 /// NetEase clients treat any HTTP status but 200 as a transport failure, so `/nimserver` paths keep NetEase's
 /// envelope even for unknown paths and methods.
-fn is_netease(uri: &Uri) -> bool {
+pub(crate) fn is_netease(uri: &Uri) -> bool {
     uri.path().starts_with("/nimserver/")
 }
 
