@@ -1,9 +1,11 @@
-//! Tokens minted by the running service, checked by Twilio's official Python helper library (PyPI `twilio`,
-//! pinned): `AccessToken.from_jwt(token, secret)` must accept them, and their claims must equal what the library
-//! mints itself for the same inputs, apart from time-dependent values.
+//! Tokens minted by the running service, checked by Twilio's official helper libraries, both pinned: the Python one
+//! (PyPI `twilio`: `AccessToken.from_jwt(token, secret)` must accept them) and the Node one (npm `twilio`, checked
+//! with `jsonwebtoken.verify` as Twilio's docs tell Node apps). Their claims must equal what each library mints for
+//! the same inputs, apart from time-dependent values (the libraries differ there: Python sets nbf, Node sets iat).
 //!
-//! The library runs in a virtualenv the harness creates under the target directory on first use (or the Python
-//! named by `TOKENMINT_TEST_PYTHON`). The test fails, never skips, when the library cannot be had.
+//! The Python library runs in a virtualenv, the Node library in an npm prefix, both created under the target
+//! directory on first use (or `TOKENMINT_TEST_PYTHON` / `TOKENMINT_TEST_NODE_MODULES`). The tests fail, never
+//! skip, when a library cannot be had.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -13,9 +15,36 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, ACCOUNT_SID, KEY_1};
 
-/// The pinned library version.
+/// The pinned library versions.
 const TWILIO_PYPI: &str = "twilio==9.13.0";
+const TWILIO_NPM: &str = "twilio@6.2.0";
 const COMPAT_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/twilio_compat.py");
+const NODE_COMPAT_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/twilio_compat.js");
+
+/// The `node_modules` folder holding npm `twilio` (and its `jsonwebtoken`).
+fn node_modules() -> &'static PathBuf {
+    static MODULES: OnceLock<PathBuf> = OnceLock::new();
+    MODULES.get_or_init(|| {
+        if let Ok(path) = std::env::var("TOKENMINT_TEST_NODE_MODULES") {
+            return PathBuf::from(path);
+        }
+        let prefix = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("node-twilio");
+        let marker = prefix.join(".tokenmint-installed");
+        if !marker.exists() {
+            let status = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+                .arg(&prefix)
+                .arg(TWILIO_NPM)
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "npm install {TWILIO_NPM} failed: node and npm are needed"
+            );
+            std::fs::write(&marker, TWILIO_NPM).expect("marker written");
+        }
+        prefix.join("node_modules")
+    })
+}
 
 pub fn python() -> &'static PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
@@ -55,10 +84,33 @@ pub fn python() -> &'static PathBuf {
     })
 }
 
-/// Runs the compatibility script; panics with its stderr when the library refuses the token.
-fn check_with_library(input: &Value) -> Value {
-    let mut child = Command::new(python())
-        .arg(COMPAT_SCRIPT)
+/// The two libraries.
+#[derive(Debug, Clone, Copy)]
+enum Library {
+    Python,
+    Node,
+}
+
+fn library_command(library: Library) -> Command {
+    match library {
+        Library::Python => {
+            let mut command = Command::new(python());
+            command.arg(COMPAT_SCRIPT);
+            command
+        }
+        Library::Node => {
+            let mut command = Command::new("node");
+            command
+                .arg(NODE_COMPAT_SCRIPT)
+                .env("NODE_PATH", node_modules());
+            command
+        }
+    }
+}
+
+/// Runs a compatibility script; panics with its stderr when the library refuses the token.
+fn check_with_library(library: Library, input: &Value) -> Value {
+    let mut child = library_command(library)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -74,7 +126,7 @@ fn check_with_library(input: &Value) -> Value {
     let output = child.wait_with_output().expect("python finishes");
     assert!(
         output.status.success(),
-        "twilio library refused the token: {}",
+        "{library:?} twilio library refused the token: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("script prints JSON")
@@ -90,6 +142,15 @@ fn without_time(mut payload: Value) -> Value {
 
 #[tokio::test]
 async fn tokens_verify_with_twilios_python_library_and_match_its_claims() {
+    tokens_verify_with_the_library_and_match_its_claims(Library::Python).await;
+}
+
+#[tokio::test]
+async fn tokens_verify_with_twilios_node_library_and_match_its_claims() {
+    tokens_verify_with_the_library_and_match_its_claims(Library::Node).await;
+}
+
+async fn tokens_verify_with_the_library_and_match_its_claims(library: Library) {
     let app = spawn_app().await;
     let sid = |p: &str| format!("{p}0123456789abcdef0123456789abcdef");
     let cases = vec![
@@ -121,18 +182,21 @@ async fn tokens_verify_with_twilios_python_library_and_match_its_claims() {
     ];
     for (case, request) in cases {
         let minted = app.mint_ok(KEY_1, &request).await;
-        let result = check_with_library(&json!({
-            "token": minted["token"],
-            "secret": KEY_1.1,
-            "account_sid": ACCOUNT_SID,
-            "key_sid": KEY_1.0,
-            "request": request,
-        }));
-        assert_eq!(result["verified"], true, "{case}");
+        let result = check_with_library(
+            library,
+            &json!({
+                "token": minted["token"],
+                "secret": KEY_1.1,
+                "account_sid": ACCOUNT_SID,
+                "key_sid": KEY_1.0,
+                "request": request,
+            }),
+        );
+        assert_eq!(result["verified"], true, "{library:?} {case}");
         assert_eq!(
             without_time(result["ours"]["payload"].clone()),
             without_time(result["library"]["payload"].clone()),
-            "{case}: claims differ from the library's"
+            "{library:?} {case}: claims differ from the library's"
         );
         assert_eq!(
             result["ours"]["header"], result["library"]["header"],
@@ -148,11 +212,16 @@ async fn tokens_verify_with_twilios_python_library_and_match_its_claims() {
 }
 
 #[tokio::test]
-async fn twilios_library_refuses_a_token_checked_with_the_wrong_secret() {
+async fn twilios_libraries_refuse_a_token_checked_with_the_wrong_secret() {
+    for library in [Library::Python, Library::Node] {
+        refuses_a_wrong_secret(library).await;
+    }
+}
+
+async fn refuses_a_wrong_secret(library: Library) {
     let app = spawn_app().await;
     let minted = app.mint_ok(KEY_1, &json!({"identity": "alice"})).await;
-    let mut child = Command::new(python())
-        .arg(COMPAT_SCRIPT)
+    let mut child = library_command(library)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -172,11 +241,8 @@ async fn twilios_library_refuses_a_token_checked_with_the_wrong_secret() {
     let output = child.wait_with_output().expect("finishes");
     assert!(
         !output.status.success(),
-        "the library must refuse a wrong secret (proves the check is real)"
+        "{library:?}: a wrong secret must be refused (proves the check is real)"
     );
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("Signature"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
+    assert!(stderr.contains("signature"), "{library:?}: {stderr}");
 }
