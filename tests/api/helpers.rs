@@ -181,13 +181,36 @@ pub fn decode_parts(token: &str) -> (Value, Value) {
     (header, payload)
 }
 
-/// A fresh path under the target directory's temp folder, unique per call.
+/// A fresh path under the target directory's temp folder, unique per call. The first call in a test process also
+/// removes the folders earlier runs left behind (older than an hour), so repeated runs do not fill the disk.
 pub fn temp_path(name: &str) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Once;
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SWEEP: Once = Once::new();
+    let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    SWEEP.call_once(|| remove_stale_dirs(&root));
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("tokenmint-{}-{n}", std::process::id()));
+    let dir = root.join(format!("tokenmint-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir.join(name)
+}
+
+fn remove_stale_dirs(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("tokenmint-")
+            && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+                t.elapsed()
+                    .is_ok_and(|age| age > std::time::Duration::from_secs(3600))
+            });
+        if stale {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
