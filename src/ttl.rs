@@ -186,6 +186,18 @@ impl TtlPolicy {
     }
 
     /// Resolves a caller's requested TTL: `None` means the default; anything outside the bounds is an error.
+    ///
+    /// ```
+    /// use tokenmint::ttl::TtlPolicy;
+    ///
+    /// let twilio = TtlPolicy::new(1, 3600, 86_400).unwrap();
+    /// assert_eq!(twilio.resolve(None).unwrap().as_secs(), 3600);
+    /// assert_eq!(twilio.resolve(Some(60)).unwrap().as_secs(), 60);
+    /// assert_eq!(
+    ///     twilio.resolve(Some(86_401)).unwrap_err().to_string(),
+    ///     "ttl must be between 1 and 86400 seconds"
+    /// );
+    /// ```
     pub fn resolve(&self, requested: Option<i64>) -> Result<Ttl, TtlOutOfBounds> {
         match requested {
             None => Ok(Ttl(self.default)),

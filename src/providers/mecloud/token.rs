@@ -15,6 +15,13 @@ use sha2::Sha256;
 const DERIVATION_LABEL: &[u8] = b"tokenmint/mecloud/accesstoken/v1";
 
 /// The client token for these inputs, lowercase hex.
+///
+/// ```
+/// use tokenmint::providers::mecloud::token::client_token;
+///
+/// let secret = "5fbd5ac18823d870a6f0efba07b7b2fb240341a8071473a1a3f1c9a6cfdf2fb2";
+/// assert_eq!(client_token("1", 1_434_962_941_344, "MEME", secret), "b833ee5db78bba606dea73b89e3c705988d2cfce");
+/// ```
 pub fn client_token(app_id: &str, time: i64, random_key: &str, secret_key: &str) -> String {
     let mut hasher = Sha1::new();
     hasher.update(format!("{app_id}.{time}.{random_key}.{secret_key}").as_bytes());

@@ -56,6 +56,13 @@ pub fn decode(token: &str) -> Option<SelfToken> {
 }
 
 /// `CheckSum = hex(SHA1(AppSecret + Nonce + CurTime))`, lowercase.
+///
+/// ```
+/// use tokenmint::providers::netease::token::checksum;
+///
+/// // The first test vector of NetEase's server-API documentation.
+/// assert_eq!(checksum("123456789012", "12345", "1443592222"), "06f0def1a9e83ef48c9564044c4068c8834b4ae8");
+/// ```
 pub fn checksum(secret: &str, nonce: &str, cur_time: &str) -> String {
     let mut hasher = Sha1::new();
     hasher.update(secret.as_bytes());
