@@ -53,6 +53,17 @@ fn decode(bytes: &[u8]) -> Result<TokenRecord, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("undecodable record: {e}"))
 }
 
+/// The record stored under `key`, decoded.
+fn read_record(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<TokenRecord>, String> {
+    match table.get(key).map_err(|e| e.to_string())? {
+        Some(bytes) => decode(bytes.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
 fn encode(record: &TokenRecord) -> Result<Vec<u8>, String> {
     serde_json::to_vec(record).map_err(|e| e.to_string())
 }
@@ -99,21 +110,16 @@ impl EmbeddedStore {
     }
 
     fn spawn_purger(&self, every: Duration) {
-        let weak = Arc::downgrade(&self.db);
-        let store = self.clone();
-        // The purger holds only a weak handle to the database, so it ends when the store is dropped.
-        let jobs = store.jobs.downgrade();
-        let clock = store.clock.clone();
-        drop(store);
+        // The purger holds only a weak sender, so it ends once every store handle (and with it the writer) is gone.
+        let jobs = self.jobs.downgrade();
+        let clock = self.clock.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    let (Some(_db), Some(jobs)) = (weak.upgrade(), jobs.upgrade()) else {
-                        break;
-                    };
+                    let Some(jobs) = jobs.upgrade() else { break };
                     let now = clock.now_millis();
                     let (tx, rx) = oneshot::channel();
                     let job: Job = Box::new(move |txn| {
@@ -182,10 +188,7 @@ impl EmbeddedStore {
         let (key, candidate, now) = (key.encoded(), candidate.to_owned(), self.clock.now_millis());
         self.write(move |txn| {
             let mut table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
-            let existing = match table.get(key.as_str()).map_err(|e| e.to_string())? {
-                Some(bytes) => Some(decode(bytes.value())?),
-                None => None,
-            };
+            let existing = read_record(&table, &key)?;
             let issued = issue_step(existing, &candidate, now, ttl, single_use);
             table
                 .insert(key.as_str(), encode(&issued.record)?.as_slice())
@@ -203,10 +206,7 @@ impl EmbeddedStore {
         let (key, token, now) = (key.encoded(), token.to_owned(), self.clock.now_millis());
         self.read(move |txn| {
             let table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
-            let record = match table.get(key.as_str()).map_err(|e| e.to_string())? {
-                Some(bytes) => Some(decode(bytes.value())?),
-                None => None,
-            };
+            let record = read_record(&table, &key)?;
             Ok(matching_unexpired(record, &token, now))
         })
         .await
@@ -220,10 +220,7 @@ impl EmbeddedStore {
         let (key, token, now) = (key.encoded(), token.to_owned(), self.clock.now_millis());
         self.write(move |txn| {
             let mut table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
-            let existing = match table.get(key.as_str()).map_err(|e| e.to_string())? {
-                Some(bytes) => Some(decode(bytes.value())?),
-                None => None,
-            };
+            let existing = read_record(&table, &key)?;
             let (admission, write_back) = use_step(existing, &token, now);
             if let Some(record) = write_back {
                 table
@@ -239,10 +236,7 @@ impl EmbeddedStore {
         let (key, now) = (key.encoded(), self.clock.now_millis());
         self.write(move |txn| {
             let mut table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
-            let existing = match table.get(key.as_str()).map_err(|e| e.to_string())? {
-                Some(bytes) => Some(decode(bytes.value())?),
-                None => None,
-            };
+            let existing = read_record(&table, &key)?;
             match existing {
                 Some(mut record)
                     if record.expires_at_ms > now && record.state != RecordState::Revoked =>

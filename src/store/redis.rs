@@ -148,17 +148,18 @@ impl std::fmt::Debug for RedisStore {
 
 fn redis_err(e: &redis::RedisError) -> StoreError {
     // The error text names the failure kind, never the URL or a value.
-    StoreError::Unavailable(format!("redis: {}", e.kind_description()))
+    StoreError::Unavailable(format!("redis: {:?}", e.kind()))
 }
 
-trait KindDescription {
-    fn kind_description(&self) -> String;
-}
-
-impl KindDescription for redis::RedisError {
-    fn kind_description(&self) -> String {
-        format!("{:?}", self.kind())
-    }
+/// Bounds a command by the deadline and maps both failures to `Unavailable`.
+async fn deadline<T>(
+    timeout: Duration,
+    command: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(timeout, command)
+        .await
+        .map_err(|_| StoreError::Unavailable("redis: command timed out".to_owned()))?
+        .map_err(|e| redis_err(&e))
 }
 
 impl RedisStore {
@@ -219,10 +220,13 @@ impl RedisStore {
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;
-        tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
-            .await
-            .map_err(|_| StoreError::Unavailable("redis: command timed out".to_owned()))?
-            .map_err(|e| redis_err(&e))
+        deadline(self.timeout, invocation.invoke_async(&mut conn)).await
+    }
+
+    /// Runs a plain command under the deadline.
+    async fn query<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.connection().await?;
+        deadline(self.timeout, command.query_async(&mut conn)).await
     }
 
     pub(super) async fn issue_or_extend(
@@ -262,16 +266,9 @@ impl RedisStore {
         key: &RecordKey,
         token: &str,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let mut conn = self.connection().await?;
-        let raw: Option<String> = tokio::time::timeout(
-            self.timeout,
-            redis::cmd("GET")
-                .arg(self.key("rec", &key.encoded()))
-                .query_async(&mut conn),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("redis: command timed out".to_owned()))?
-        .map_err(|e| redis_err(&e))?;
+        let mut get = redis::cmd("GET");
+        get.arg(self.key("rec", &key.encoded()));
+        let raw: Option<String> = self.query(get).await?;
         let record: Option<TokenRecord> = raw
             .map(|raw| serde_json::from_str(&raw))
             .transpose()
@@ -359,26 +356,14 @@ impl RedisStore {
     }
 
     pub(super) async fn is_revoked(&self, subject: &str) -> Result<bool, StoreError> {
-        let mut conn = self.connection().await?;
-        let until: Option<i64> = tokio::time::timeout(
-            self.timeout,
-            redis::cmd("GET")
-                .arg(self.key("rev", subject))
-                .query_async(&mut conn),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("redis: command timed out".to_owned()))?
-        .map_err(|e| redis_err(&e))?;
+        let mut get = redis::cmd("GET");
+        get.arg(self.key("rev", subject));
+        let until: Option<i64> = self.query(get).await?;
         Ok(until.is_some_and(|until| until > self.clock.now_millis()))
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.connection().await?;
-        let _: String =
-            tokio::time::timeout(self.timeout, redis::cmd("PING").query_async(&mut conn))
-                .await
-                .map_err(|_| StoreError::Unavailable("redis: ping timed out".to_owned()))?
-                .map_err(|e| redis_err(&e))?;
+        let _: String = self.query(redis::cmd("PING")).await?;
         Ok(())
     }
 }

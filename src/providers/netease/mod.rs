@@ -321,12 +321,8 @@ async fn admit(state: &AppState, request: Request) -> Result<Value, NeteaseError
     }
 
     // A token bound to this room, then one good for any room.
-    let rooms: &[&str] = if channel.as_str().is_empty() {
-        &[""]
-    } else {
-        &[channel.as_str(), ""]
-    };
-    for room in rooms {
+    let rooms = channel.candidate_rooms();
+    for room in &rooms {
         match state
             .store
             .use_token(&record_key(call.app, uid, room), token)
@@ -376,11 +372,7 @@ async fn self_computed(
     let expires_at = decoded
         .cur_time
         .saturating_add(i64::from(decoded.ttl) * 1000);
-    let rooms: &[&str] = if channel.as_str().is_empty() {
-        &[""]
-    } else {
-        &[channel.as_str(), ""]
-    };
+    let rooms = channel.candidate_rooms();
     let bound = call.app.secrets.iter().find_map(|secret| {
         rooms.iter().find(|room| {
             let expected = token::signature(

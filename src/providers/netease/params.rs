@@ -70,6 +70,15 @@ impl ChannelName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The rooms a token may be bound to and still admit here: this room, then "any room".
+    pub fn candidate_rooms(&self) -> Vec<&str> {
+        if self.0.is_empty() {
+            vec![""]
+        } else {
+            vec![self.as_str(), ""]
+        }
+    }
 }
 
 /// Parses `repeatUse`: `true`/`false` in any case; absent means `true`.

@@ -76,18 +76,15 @@ impl TwilioProvider {
     pub fn from_settings(settings: &Settings, clock: SharedClock) -> Self {
         let mut keys = HashMap::new();
         for account in settings.twilio.accounts.values() {
-            let (Ok(account_sid), region) = (
-                Sid::parse(&account.account_sid, SidKind::Account),
-                account
-                    .region
-                    .as_deref()
-                    .and_then(|r| Region::try_from(r).ok()),
-            ) else {
+            let Ok(account_sid) = Sid::parse(&account.account_sid, SidKind::Account) else {
                 continue;
             };
             let shared = Arc::new(Account {
                 sid: account_sid,
-                region,
+                region: account
+                    .region
+                    .as_deref()
+                    .and_then(|r| Region::try_from(r).ok()),
                 defaults: GrantDefaults {
                     chat_service_sid: account
                         .chat_service_sid
