@@ -123,12 +123,22 @@ pub struct TtlSettings {
 }
 
 /// Twilio accounts, keyed by an operator-chosen label.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TwilioSettings {
+    /// Revocations per account per window (0: no limit); past it the revoke route answers 429.
+    #[serde(default = "revoke_rate_limit")]
+    pub revoke_rate_limit: u32,
+    /// The revocation rate window.
+    #[serde(default = "minute", rename = "revoke_rate_window_secs", with = "secs")]
+    pub revoke_rate_window: Duration,
     /// The accounts.
     #[serde(default)]
     pub accounts: BTreeMap<String, TwilioAccountSettings>,
+}
+
+fn revoke_rate_limit() -> u32 {
+    600
 }
 
 /// One Twilio account.
@@ -212,8 +222,18 @@ pub struct MecloudSettings {
     pub time_window: Duration,
     /// Refuse a second exchange of the same token.
     pub single_exchange: bool,
-    /// Accesstokens per channel per window (0: no limit).
+    /// Which of `signing_keys` signs new accesstokens; may be left empty when there is exactly one.
+    #[serde(default)]
+    pub signing_key: String,
+    /// tokenmint's own accesstoken signing secrets, by label; every one listed still verifies (rotation).
+    #[serde(default, serialize_with = "redacted_map")]
+    pub signing_keys: BTreeMap<String, SecretString>,
+    /// Accesstokens (and, on their own counter, revocations) per secret key per window (0: no limit).
     pub rate_limit: u32,
+    /// Accesstokens per channel per window, all its keys together (0: no limit); no lock-out, so one key cannot
+    /// shut the channel's other keys out for longer than the window.
+    #[serde(default)]
+    pub channel_rate_limit: u32,
     /// The rate window.
     #[serde(rename = "rate_window_secs", with = "secs")]
     pub rate_window: Duration,
@@ -223,6 +243,22 @@ pub struct MecloudSettings {
     /// Channels keyed by label.
     #[serde(default)]
     pub channels: BTreeMap<String, MecloudChannelSettings>,
+}
+
+impl MecloudSettings {
+    /// The label and secret of the signing key that signs new accesstokens, if one is configured.
+    pub fn active_signing_key(&self) -> Option<(&str, &SecretString)> {
+        if self.signing_key.is_empty() && self.signing_keys.len() == 1 {
+            return self
+                .signing_keys
+                .iter()
+                .next()
+                .map(|(label, secret)| (label.as_str(), secret));
+        }
+        self.signing_keys
+            .get_key_value(&self.signing_key)
+            .map(|(label, secret)| (label.as_str(), secret))
+    }
 }
 
 /// One MeCloud channel (the tenant).
@@ -357,6 +393,12 @@ impl Settings {
     }
 
     fn validate_twilio(&self) -> Result<(), ConfigError> {
+        if self.twilio.revoke_rate_limit > 0 && self.twilio.revoke_rate_window.is_zero() {
+            return Err(ConfigError::invalid(
+                "twilio.revoke_rate_window_secs",
+                "must be at least 1",
+            ));
+        }
         let mut key_sids = HashSet::new();
         for (label, account) in &self.twilio.accounts {
             let prefix = format!("twilio.accounts.{label}");
@@ -469,6 +511,29 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if !m.channels.is_empty() {
+            m.active_signing_key().ok_or_else(|| {
+                if m.signing_keys.is_empty() {
+                    ConfigError::invalid(
+                        "mecloud.signing_keys",
+                        "at least one accesstoken signing secret is required when channels are configured",
+                    )
+                } else {
+                    ConfigError::invalid(
+                        "mecloud.signing_key",
+                        "must name one of mecloud.signing_keys (it may be empty only when there is exactly one)",
+                    )
+                }
+            })?;
+        }
+        for (label, secret) in &m.signing_keys {
+            if secret.expose_secret().is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("mecloud.signing_keys.{label}"),
+                    "must not be empty",
+                ));
+            }
+        }
         let mut app_ids = HashSet::new();
         for (label, channel) in &m.channels {
             let prefix = format!("mecloud.channels.{label}");
@@ -552,6 +617,9 @@ impl Settings {
             for (key_id, secret) in &channel.keys {
                 out.push((format!("mecloud.channels.{label}.keys.{key_id}"), secret));
             }
+        }
+        for (label, secret) in &self.mecloud.signing_keys {
+            out.push((format!("mecloud.signing_keys.{label}"), secret));
         }
         out
     }

@@ -7,6 +7,7 @@
 //! - [`telemetry`]: tracing set-up, once.
 //! - [`error`]: the JSON routes' error enum, status mapping and error shape.
 //! - [`ttl`]: the shared TTL policy and the injectable clock.
+//! - [`decimal`]: canonical decimal numbers, so no signed or counted value has two spellings.
 //! - [`http`]: shared state, the router, extractors, middleware and health probes.
 //! - [`providers`]: one module per token scheme: `twilio`, `netease`, `mecloud`.
 //! - [`store`]: server-side token state behind one contract; `embedded` (redb) and `redis` backends.
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod decimal;
 pub mod error;
 pub mod healthcheck;
 pub mod http;

@@ -4,6 +4,7 @@ mod cli;
 mod health;
 mod helpers;
 mod http_basics;
+mod integrity;
 mod logs;
 mod mecloud;
 mod netease;

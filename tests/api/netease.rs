@@ -12,27 +12,32 @@ use crate::redis_server::RedisServer;
 
 pub const APP_KEY: &str = "sampleappkey00000000000000000001";
 pub const SECRET: &str = "sample-netease-secret-not-for-production";
-const GET_TOKEN: &str = "/nimserver/user/getToken.action";
-const VERIFY: &str = "/nimserver/user/verifyToken.action";
-const REVOKE: &str = "/nimserver/user/revokeToken.action";
-const FORM: &str = "application/x-www-form-urlencoded;charset=utf-8";
+pub const GET_TOKEN: &str = "/nimserver/user/getToken.action";
+pub const VERIFY: &str = "/nimserver/user/verifyToken.action";
+pub const REVOKE: &str = "/nimserver/user/revokeToken.action";
+pub const FORM: &str = "application/x-www-form-urlencoded;charset=utf-8";
 
-fn checksum(secret: &str, nonce: &str, cur_time: &str) -> String {
+pub fn checksum(secret: &str, nonce: &str, cur_time: &str) -> String {
     hex::encode(Sha1::digest(
         format!("{secret}{nonce}{cur_time}").as_bytes(),
     ))
 }
 
-fn fresh_nonce() -> String {
+pub fn fresh_nonce() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
 /// The four auth headers for `app`'s clock, with a fresh nonce.
 pub fn auth_headers(app: &TestApp, secret: &str) -> Vec<(String, String)> {
+    auth_headers_for(app, APP_KEY, secret)
+}
+
+/// The four auth headers of another app for `app`'s clock, with a fresh nonce.
+pub fn auth_headers_for(app: &TestApp, app_key: &str, secret: &str) -> Vec<(String, String)> {
     let nonce = fresh_nonce();
     let cur_time = app.clock.now_secs().to_string();
     vec![
-        ("AppKey".into(), APP_KEY.into()),
+        ("AppKey".into(), app_key.into()),
         ("CheckSum".into(), checksum(secret, &nonce, &cur_time)),
         ("Nonce".into(), nonce),
         ("CurTime".into(), cur_time),
@@ -76,7 +81,7 @@ pub async fn get_token(app: &TestApp, form: &str) -> String {
     body["token"].as_str().expect("token").to_owned()
 }
 
-fn decode(token: &str) -> Value {
+pub fn decode(token: &str) -> Value {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(token)
@@ -84,7 +89,7 @@ fn decode(token: &str) -> Value {
     serde_json::from_slice(&bytes).expect("JSON")
 }
 
-fn self_computed(uid: u64, cur_time_ms: i64, ttl: u32, channel: &str) -> String {
+pub fn self_computed(uid: u64, cur_time_ms: i64, ttl: u32, channel: &str) -> String {
     use base64::Engine;
     let signature = hex::encode(Sha1::digest(
         format!("{APP_KEY}{uid}{cur_time_ms}{ttl}{channel}{SECRET}").as_bytes(),

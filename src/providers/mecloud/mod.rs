@@ -40,12 +40,13 @@ const MAX_RANDOM_KEY_CHARS: usize = 128;
 /// The accesstoken's audience claim.
 const AUDIENCE: &str = "mecloud";
 
-/// One secret key of a channel, with its precomputed accesstoken keys.
+/// One secret key of a channel, with its precomputed accesstoken keys: the one the active signing secret
+/// derives, and one per configured signing secret (the active one first) for verification.
 struct Key {
     id: String,
     secret: secrecy::SecretString,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    decoding: Vec<DecodingKey>,
 }
 
 impl std::fmt::Debug for Key {
@@ -70,7 +71,9 @@ pub struct MecloudProvider {
     window: Duration,
     single_exchange: bool,
     rate: Option<RateLimit>,
+    channel_rate: Option<RateLimit>,
     policy: TtlPolicy,
+    leeway: Duration,
     clock: SharedClock,
 }
 
@@ -78,6 +81,18 @@ impl MecloudProvider {
     /// Builds the channel index from validated settings.
     pub fn from_settings(settings: &Settings, clock: SharedClock) -> Self {
         let m = &settings.mecloud;
+        // `Settings::validate` ensures an active signing secret whenever there are channels.
+        let active = m.active_signing_key();
+        let signing: Vec<&secrecy::SecretString> = active
+            .iter()
+            .map(|(_, secret)| *secret)
+            .chain(
+                m.signing_keys
+                    .iter()
+                    .filter(|(label, _)| active.is_none_or(|(a, _)| a != label.as_str()))
+                    .map(|(_, secret)| secret),
+            )
+            .collect();
         let channels = m
             .channels
             .values()
@@ -85,14 +100,24 @@ impl MecloudProvider {
                 let keys = c
                     .keys
                     .iter()
-                    .map(|(id, secret)| {
-                        let derived = token::accesstoken_key(secret.expose_secret());
-                        Key {
+                    .filter_map(|(id, secret)| {
+                        let derive = |signing: &secrecy::SecretString| {
+                            token::accesstoken_key(
+                                signing.expose_secret().as_bytes(),
+                                &c.app_id,
+                                id,
+                                secret.expose_secret(),
+                            )
+                        };
+                        Some(Key {
                             id: id.clone(),
                             secret: secret.clone(),
-                            encoding: EncodingKey::from_secret(&derived),
-                            decoding: DecodingKey::from_secret(&derived),
-                        }
+                            encoding: EncodingKey::from_secret(&derive(signing.first()?)),
+                            decoding: signing
+                                .iter()
+                                .map(|s| DecodingKey::from_secret(&derive(s)))
+                                .collect(),
+                        })
                     })
                     .collect();
                 (
@@ -113,7 +138,13 @@ impl MecloudProvider {
                 window: m.rate_window,
                 lockout: m.lockout,
             }),
+            channel_rate: (m.channel_rate_limit > 0).then_some(RateLimit {
+                limit: m.channel_rate_limit,
+                window: m.rate_window,
+                lockout: Duration::ZERO,
+            }),
             policy: settings.ttl.mecloud,
+            leeway: settings.ttl.leeway,
             clock,
         }
     }
@@ -192,16 +223,12 @@ impl TryFrom<&TokenRequest> for TokenClaim {
             .map(Scalar::text)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| missing("time"))?;
-        let time = time_text
-            .parse::<i64>()
-            .ok()
-            .filter(|t| *t >= 0)
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "invalid_time",
-                    "time must be a whole number of milliseconds since the epoch",
-                )
-            })?;
+        let time = crate::decimal::parse_i64(&time_text).ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_time",
+                "time must be a whole number of milliseconds since the epoch (digits, no leading zeros)",
+            )
+        })?;
         let random_key = r
             .random_key
             .clone()
@@ -428,7 +455,7 @@ async fn exchange(
     let claim = TokenClaim::try_from(&request)?;
     let requested_ttl = match &request.ttl {
         None => None,
-        Some(ttl) => Some(ttl.text().parse::<i64>().map_err(|_| {
+        Some(ttl) => Some(crate::decimal::parse_i64(&ttl.text()).ok_or_else(|| {
             ApiError::invalid(
                 "invalid_ttl",
                 format!(
@@ -458,20 +485,21 @@ async fn exchange(
         }
     }
 
-    // The rate limit counts accesstokens issued, so it comes after the replay check; a refused exchange has used
-    // up its token, and the client makes a new one (a new time or randomKey) after the lock-out.
-    if let Some(rate) = &provider.rate {
-        let decision = state
-            .store
-            .hit(&format!("mc:rate:{}", channel.app_id), rate)
-            .await?;
-        if !decision.allowed {
-            let wait_ms = (decision.reset_at_ms - provider.clock.now_millis()).max(0);
-            return Err(ApiError::RateLimited {
-                retry_after_secs: u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1),
-            });
-        }
-    }
+    // The rate limits count accesstokens issued, so they come after the replay check; a refused exchange has
+    // used up its token, and the client makes a new one (a new time or randomKey) after the lock-out. The key's
+    // own limit comes first, so a key over its limit is refused without using up the channel's allowance.
+    provider
+        .limit(&state, provider.rate.as_ref(), "rate", channel, Some(key))
+        .await?;
+    provider
+        .limit(
+            &state,
+            provider.channel_rate.as_ref(),
+            "rate",
+            channel,
+            None,
+        )
+        .await?;
     let now = provider.clock.now_secs();
     let exp = now + i64::from(ttl.as_secs());
     let claims = AccessClaims {
@@ -506,8 +534,46 @@ fn rejected(code: &'static str, message: impl Into<Cow<'static, str>>) -> ApiErr
 }
 
 impl MecloudProvider {
+    /// Counts one event of `kind` for the key (or, with `None`, the whole channel) under `rate`; 429 past it.
+    async fn limit(
+        &self,
+        state: &AppState,
+        rate: Option<&RateLimit>,
+        kind: &str,
+        channel: &Channel,
+        key: Option<&Key>,
+    ) -> Result<(), ApiError> {
+        let Some(rate) = rate else {
+            return Ok(());
+        };
+        let counter = match key {
+            Some(key) => format!(
+                "mc:{kind}:{}:{}:{}",
+                channel.app_id.len(),
+                channel.app_id,
+                key.id
+            ),
+            None => format!("mc:{kind}:{}", channel.app_id),
+        };
+        let decision = state.store.hit(&counter, rate).await?;
+        if decision.allowed {
+            return Ok(());
+        }
+        let wait_ms = (decision.reset_at_ms - self.clock.now_millis()).max(0);
+        Err(ApiError::RateLimited {
+            retry_after_secs: u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1),
+        })
+    }
+
+    /// The channel and key an accesstoken's claims name (both still configured).
+    fn key_of(&self, claims: &AccessClaims) -> Option<(&Channel, &Key)> {
+        let channel = self.channels.get(&claims.app_id)?;
+        let key = channel.keys.iter().find(|k| k.id == claims.key_id)?;
+        Some((channel, key))
+    }
+
     /// Checks an accesstoken's signature against the key named in its header (which must still be configured),
-    /// then its audience and expiry.
+    /// then its audience, its lifetime against the policy, and its expiry.
     fn decode(&self, accesstoken: &str) -> Result<AccessClaims, ApiError> {
         let header = jsonwebtoken::decode_header(accesstoken)
             .map_err(|_| rejected("malformed_accesstoken", "accesstoken is not well-formed"))?;
@@ -535,18 +601,46 @@ impl MecloudProvider {
         validation.validate_exp = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        let claims = jsonwebtoken::decode::<AccessClaims>(accesstoken, &key.decoding, &validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                    rejected("bad_signature", "accesstoken signature does not match")
+        // The active signing secret first; the others verify what they signed before a rotation.
+        let mut outcome = Err(rejected(
+            "bad_signature",
+            "accesstoken signature does not match",
+        ));
+        for decoding in &key.decoding {
+            match jsonwebtoken::decode::<AccessClaims>(accesstoken, decoding, &validation) {
+                Ok(data) => {
+                    outcome = Ok(data.claims);
+                    break;
                 }
-                _ => rejected("malformed_accesstoken", "accesstoken is not well-formed"),
-            })?
-            .claims;
+                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {}
+                Err(_) => {
+                    outcome = Err(rejected(
+                        "malformed_accesstoken",
+                        "accesstoken is not well-formed",
+                    ));
+                    break;
+                }
+            }
+        }
+        let claims = outcome?;
         if claims.aud != AUDIENCE || claims.app_id != app_id || claims.key_id != key_id {
             return Err(rejected(
                 "malformed_accesstoken",
                 "accesstoken claims do not match its key",
+            ));
+        }
+        // Whatever the signature, no accesstoken outlives the policy: checked on every verification.
+        let max = i64::from(self.policy.max());
+        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        let latest = self
+            .clock
+            .now_secs()
+            .saturating_add(max)
+            .saturating_add(leeway);
+        if claims.exp <= claims.iat || claims.exp - claims.iat > max || claims.exp > latest {
+            return Err(rejected(
+                "lifetime_exceeds_policy",
+                format!("accesstoken lifetime is outside the TTL policy (at most {max} seconds)"),
             ));
         }
         if self.clock.now_secs() >= claims.exp {
@@ -578,8 +672,14 @@ struct VerifyResponse {
     expires_at: i64,
 }
 
+/// The bearer token of the one Authorization header; `None` when there is none, several, or another scheme.
 fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let value = value.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -602,11 +702,7 @@ async fn verify(
         )
     })?;
     let claims = state.mecloud.decode(&accesstoken)?;
-    if state
-        .store
-        .is_revoked(&format!("mc:revoked:{}", claims.jti))
-        .await?
-    {
+    if state.store.is_revoked(&revocation_subject(&claims)).await? {
         return Err(rejected("accesstoken_revoked", "accesstoken was revoked"));
     }
     Ok(Json(VerifyResponse {
@@ -625,16 +721,40 @@ struct RevokeRequest {
     accesstoken: String,
 }
 
-/// Revokes one genuine accesstoken until its expiry; whoever holds it may revoke it.
+/// What a revocation is stored under: the channel and the accesstoken's id (only tokenmint signs accesstokens, and
+/// it gives each a random 128-bit id).
+fn revocation_subject(claims: &AccessClaims) -> String {
+    format!(
+        "mc:revoked:{}:{}:{}",
+        claims.app_id.len(),
+        claims.app_id,
+        claims.jti
+    )
+}
+
+/// Revokes one genuine accesstoken until its expiry (bounded by the policy); whoever holds it may revoke it.
+/// Revocations count against the key's rate limit, on their own counter.
 async fn revoke(
     State(state): State<AppState>,
     JsonOrForm(request): JsonOrForm<RevokeRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let claims = state.mecloud.decode(&request.accesstoken)?;
+    let provider = &state.mecloud;
+    let claims = provider.decode(&request.accesstoken)?;
+    if let Some((channel, key)) = provider.key_of(&claims) {
+        provider
+            .limit(
+                &state,
+                provider.rate.as_ref(),
+                "revoke-rate",
+                channel,
+                Some(key),
+            )
+            .await?;
+    }
     state
         .store
         .revoke_subject(
-            &format!("mc:revoked:{}", claims.jti),
+            &revocation_subject(&claims),
             claims.exp.saturating_mul(1000),
         )
         .await?;

@@ -3,16 +3,19 @@
 //! The client token is `hex(SHA1(appId + "." + time + "." + randomKey + "." + secretKey))`.
 //!
 //! The accesstoken is an HS256 JWT whose header `kid` names the channel and the secret key it was exchanged
-//! with (`<appId>:<key id>`), signed with a key derived from that secret key. Verification looks the key up in
-//! the current configuration: removing a key (or changing its secret) makes every accesstoken derived from it
-//! fail at once, with no list of issued accesstokens to maintain.
+//! with (`<appId>:<key id>`). It is signed with a key derived (HKDF-SHA256) from a signing secret only tokenmint
+//! holds (`mecloud.signing_keys`), bound to the appId, the key id and a digest of that key's secret: whoever
+//! holds a channel or user key can make client tokens, never accesstokens. Verification derives the key from the
+//! current configuration, so removing a channel key (or changing its secret) makes every accesstoken made with
+//! it fail at once, with no list of issued accesstokens to maintain; retiring a signing secret does the same for
+//! everything it signed.
 
-use hmac::{Hmac, Mac};
+use hkdf::Hkdf;
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 
-/// Domain separation: the accesstoken key is derived from, never equal to, the client's secret key.
-const DERIVATION_LABEL: &[u8] = b"tokenmint/mecloud/accesstoken/v1";
+/// Domain separation: these derived keys are used for nothing else.
+const DERIVATION_SALT: &[u8] = b"tokenmint/mecloud/accesstoken/v2";
 
 /// The client token for these inputs, lowercase hex.
 ///
@@ -28,12 +31,26 @@ pub fn client_token(app_id: &str, time: i64, random_key: &str, secret_key: &str)
     hex::encode(hasher.finalize())
 }
 
-/// The HMAC key that signs accesstokens exchanged with `secret_key`.
-pub fn accesstoken_key(secret_key: &str) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret_key.as_bytes())
-        .unwrap_or_else(|_| unreachable!("hmac takes any key"));
-    mac.update(DERIVATION_LABEL);
-    mac.finalize().into_bytes().to_vec()
+/// The HMAC key that signs accesstokens of channel `app_id` exchanged with its key `key_id` (whose secret is
+/// `secret_key`), derived from tokenmint's `signing_secret`.
+pub fn accesstoken_key(
+    signing_secret: &[u8],
+    app_id: &str,
+    key_id: &str,
+    secret_key: &str,
+) -> [u8; 32] {
+    let hkdf = Hkdf::<Sha256>::new(Some(DERIVATION_SALT), signing_secret);
+    // Length-prefixed parts, so no two (appId, key id) pairs give the same info.
+    let mut info = Vec::with_capacity(16 + app_id.len() + key_id.len() + 32);
+    for part in [app_id.as_bytes(), key_id.as_bytes()] {
+        info.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        info.extend_from_slice(part);
+    }
+    info.extend_from_slice(&Sha256::digest(secret_key.as_bytes()));
+    let mut key = [0u8; 32];
+    hkdf.expand(&info, &mut key)
+        .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
+    key
 }
 
 #[cfg(test)]
@@ -55,9 +72,19 @@ mod tests {
     }
 
     #[test]
-    fn accesstoken_keys_differ_per_secret_and_from_the_secret() {
-        assert_ne!(accesstoken_key("a"), accesstoken_key("b"));
-        assert_ne!(accesstoken_key("a"), b"a".to_vec());
-        assert_eq!(accesstoken_key("a").len(), 32);
+    fn accesstoken_keys_depend_on_every_input() {
+        let base = accesstoken_key(b"server", "1", "alice", "user-secret");
+        assert_ne!(base, accesstoken_key(b"other", "1", "alice", "user-secret"));
+        assert_ne!(
+            base,
+            accesstoken_key(b"server", "2", "alice", "user-secret")
+        );
+        assert_ne!(base, accesstoken_key(b"server", "1", "bob", "user-secret"));
+        assert_ne!(base, accesstoken_key(b"server", "1", "alice", "new-secret"));
+        assert_ne!(
+            accesstoken_key(b"server", "1a", "b", "s"),
+            accesstoken_key(b"server", "1", "ab", "s"),
+            "parts are length-prefixed"
+        );
     }
 }

@@ -230,12 +230,34 @@ fn record_key(app: &App, uid: Uid, channel: &str) -> RecordKey {
 }
 
 /// Tokens tokenmint issued are governed by their store record only; this marker keeps them from passing as
-/// self-computed tokens once their record is gone (replaced, consumed, revoked, or shortened by an extension).
-fn no_fallback_subject(token: &str) -> String {
+/// self-computed tokens once their record is gone (replaced, consumed, revoked, or shortened by an extension),
+/// and it marks self-computed tokens revoked. It is keyed by the app and the token's canonical text, so every
+/// spelling of a token is blocked and no app can block another app's token.
+fn blocked_subject(app: &App, canonical: &str) -> String {
     format!(
-        "ne:nofallback:{}",
-        hex::encode(Sha1::digest(token.as_bytes()))
+        "ne:nofallback:{}:{}",
+        app.app_key,
+        hex::encode(Sha1::digest(canonical.as_bytes()))
     )
+}
+
+/// Counts one call against the app's rate limit (a separate counter per kind of call); 416 past it.
+async fn rate_limit(state: &AppState, app: &App, kind: &str) -> Result<(), NeteaseError> {
+    let Some(rate) = &app.rate else {
+        return Ok(());
+    };
+    let decision = state
+        .store
+        .hit(&format!("ne:{kind}:{}", app.app_key), rate)
+        .await?;
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(NeteaseError::new(
+            416,
+            format!("frequency control: rate limit exceeded for this app ({kind})"),
+        ))
+    }
 }
 
 async fn get_token(State(state): State<AppState>, request: Request) -> Response {
@@ -252,7 +274,7 @@ async fn issue(state: &AppState, request: Request) -> Result<String, NeteaseErro
     let single_use = !params::repeat_use(call.form.get("repeatUse"))?;
     let requested = match call.form.get("expireAt") {
         None | Some("") => None,
-        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+        Some(text) => Some(crate::decimal::parse_i64(text).ok_or_else(|| {
             NeteaseError::param(format!(
                 "expireAt must be between {} and {} seconds",
                 provider.policy.min(),
@@ -265,18 +287,7 @@ async fn issue(state: &AppState, request: Request) -> Result<String, NeteaseErro
         .resolve(requested)
         .map_err(|e| NeteaseError::param(e.to_string().replacen("ttl", "expireAt", 1)))?;
     let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
-    if let Some(rate) = &call.app.rate {
-        let decision = state
-            .store
-            .hit(&format!("ne:rate:{}", call.app.app_key), rate)
-            .await?;
-        if !decision.allowed {
-            return Err(NeteaseError::new(
-                416,
-                "frequency control: getToken rate limit exceeded for this app",
-            ));
-        }
-    }
+    rate_limit(state, call.app, "rate").await?;
 
     let now_ms = provider.next_cur_time();
     let signature = token::signature(
@@ -293,7 +304,7 @@ async fn issue(state: &AppState, request: Request) -> Result<String, NeteaseErro
     // A marker for a candidate that loses to an existing record is harmless and expires with it.
     let until = now_ms.saturating_add(i64::from(ttl.as_secs()) * 1000);
     let key = record_key(call.app, uid, channel.as_str());
-    let marker = no_fallback_subject(&candidate);
+    let marker = blocked_subject(call.app, &candidate);
     let ((), issued) = tokio::try_join!(
         state.store.revoke_subject(&marker, until),
         state
@@ -315,17 +326,20 @@ async fn admit(state: &AppState, request: Request) -> Result<Value, NeteaseError
     let provider = &state.netease;
     let uid = Uid::try_from(call.form.get("uid"))?;
     let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
-    let token = call.form.get("token").unwrap_or_default();
-    if token.is_empty() {
+    let raw = call.form.get("token").unwrap_or_default();
+    if raw.is_empty() {
         return Err(NeteaseError::param("token is empty"));
     }
+    // Every spelling of a token is the same token: records and markers are keyed by the canonical text.
+    let presented = token::decode(raw).ok_or(NeteaseError::new(403, TOKEN_INVALID))?;
+    let token = presented.canonical();
 
     // A token bound to this room, then one good for any room.
     let rooms = channel.candidate_rooms();
     for room in &rooms {
         match state
             .store
-            .use_token(&record_key(call.app, uid, room), token)
+            .use_token(&record_key(call.app, uid, room), &token)
             .await?
         {
             Admission::Admitted(record) => {
@@ -349,57 +363,72 @@ async fn admit(state: &AppState, request: Request) -> Result<Value, NeteaseError
             Admission::Unknown => {}
         }
     }
-    self_computed(state, &call, uid, &channel, token).await
+    self_computed(state, &call, uid, &channel, &presented, &token).await
 }
 
-/// Checks a token the app server computed itself: signature (any secret of the app; bound to this room or to
-/// none), uid, and lifetime.
+/// Why a token does not verify for an app, uid and room.
+const TOKEN_INVALID: &str = "token is invalid for this uid and channelName";
+
+impl NeteaseProvider {
+    /// Checks a decoded token's signature (any secret of the app; bound to one of `rooms`, "" meaning any room)
+    /// and that its lifetime fits the policy: returns the room it is bound to and its expiry, ms. Says nothing of
+    /// whether it has expired yet.
+    fn check_signature<'r>(
+        &self,
+        app: &App,
+        uid: Uid,
+        rooms: &[&'r str],
+        decoded: &token::SelfToken,
+    ) -> Result<(&'r str, i64), NeteaseError> {
+        let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        if decoded.ttl == 0 || decoded.ttl > self.policy.max() {
+            return Err(NeteaseError::new(403, TOKEN_INVALID));
+        }
+        let bound = app.secrets.iter().find_map(|secret| {
+            rooms.iter().copied().find(|room| {
+                let expected = token::signature(
+                    &app.app_key,
+                    uid.get(),
+                    decoded.cur_time,
+                    decoded.ttl,
+                    room,
+                    secret.expose_secret(),
+                );
+                bool::from(expected.as_bytes().ct_eq(decoded.signature.as_bytes()))
+            })
+        });
+        let room = bound.ok_or(NeteaseError::new(403, TOKEN_INVALID))?;
+        if decoded.cur_time > self.clock.now_millis().saturating_add(window_ms) {
+            return Err(NeteaseError::new(403, "token curTime is in the future"));
+        }
+        let expires_at = decoded
+            .cur_time
+            .saturating_add(i64::from(decoded.ttl) * 1000);
+        Ok((room, expires_at))
+    }
+}
+
+/// Checks a token the app server computed itself: signature, uid, room and lifetime, then that it was neither
+/// issued here (governed by its record) nor revoked.
 async fn self_computed(
     state: &AppState,
     call: &Call<'_>,
     uid: Uid,
     channel: &ChannelName,
-    token: &str,
+    decoded: &token::SelfToken,
+    canonical: &str,
 ) -> Result<Value, NeteaseError> {
-    const INVALID: &str = "token is invalid for this uid and channelName";
     let provider = &state.netease;
-    let decoded = token::decode(token).ok_or(NeteaseError::new(403, INVALID))?;
-    let now_ms = provider.clock.now_millis();
-    let window_ms = i64::try_from(provider.window.as_millis()).unwrap_or(i64::MAX);
-    if decoded.ttl == 0 || decoded.ttl > provider.policy.max() {
-        return Err(NeteaseError::new(403, INVALID));
-    }
-    let expires_at = decoded
-        .cur_time
-        .saturating_add(i64::from(decoded.ttl) * 1000);
     let rooms = channel.candidate_rooms();
-    let bound = call.app.secrets.iter().find_map(|secret| {
-        rooms.iter().find(|room| {
-            let expected = token::signature(
-                &call.app.app_key,
-                uid.get(),
-                decoded.cur_time,
-                decoded.ttl,
-                room,
-                secret.expose_secret(),
-            );
-            bool::from(
-                expected
-                    .as_bytes()
-                    .ct_eq(decoded.signature.to_ascii_lowercase().as_bytes()),
-            )
-        })
-    });
-    let Some(room) = bound else {
-        return Err(NeteaseError::new(403, INVALID));
-    };
-    if now_ms >= expires_at {
+    let (room, expires_at) = provider.check_signature(call.app, uid, &rooms, decoded)?;
+    if provider.clock.now_millis() >= expires_at {
         return Err(NeteaseError::new(403, "token is expired"));
     }
-    if decoded.cur_time > now_ms.saturating_add(window_ms) {
-        return Err(NeteaseError::new(403, "token curTime is in the future"));
-    }
-    if state.store.is_revoked(&no_fallback_subject(token)).await? {
+    if state
+        .store
+        .is_revoked(&blocked_subject(call.app, canonical))
+        .await?
+    {
         return Err(NeteaseError::new(
             403,
             "token is no longer valid (revoked, used or replaced)",
@@ -423,29 +452,38 @@ async fn revoke_token(State(state): State<AppState>, request: Request) -> Respon
     }
 }
 
-/// Revokes the live token of uid (and channelName); with `token`, also a self-computed token, until its expiry.
+/// Revokes the live token of uid (and channelName); with `token`, also a token the app server computed, until
+/// its expiry. The token must verify for the caller's app, this uid and channelName (so an app revokes only its
+/// own tokens, and nothing is stored for a token that could never pass); it is checked before anything is
+/// written. Revocations count against the app's rate limit like getToken calls, on their own counter.
 async fn revoke(state: &AppState, request: Request) -> Result<bool, NeteaseError> {
     let call = authenticate(state, request).await?;
     let provider = &state.netease;
     let uid = Uid::try_from(call.form.get("uid"))?;
     let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
+    let blocked = match call.form.get("token").filter(|t| !t.is_empty()) {
+        None => None,
+        Some(raw) => {
+            const NOT_OURS: &str =
+                "token is not a valid token of this app for this uid and channelName";
+            let decoded = token::decode(raw).ok_or(NeteaseError::param(NOT_OURS))?;
+            let (_, expires_at) = provider
+                .check_signature(call.app, uid, &channel.candidate_rooms(), &decoded)
+                .map_err(|_| NeteaseError::param(NOT_OURS))?;
+            Some((blocked_subject(call.app, &decoded.canonical()), expires_at))
+        }
+    };
+    rate_limit(state, call.app, "revoke-rate").await?;
     let mut revoked = state
         .store
         .revoke(&record_key(call.app, uid, channel.as_str()))
         .await?
         .is_some();
-    if let Some(token) = call.form.get("token").filter(|t| !t.is_empty()) {
-        if let Some(decoded) = token::decode(token) {
-            let until = decoded
-                .cur_time
-                .saturating_add(i64::from(decoded.ttl) * 1000);
-            if until > provider.clock.now_millis() {
-                state
-                    .store
-                    .revoke_subject(&no_fallback_subject(token), until)
-                    .await?;
-                revoked = true;
-            }
+    if let Some((subject, until)) = blocked {
+        // The lifetime is bounded by the policy (check_signature), so this entry is too.
+        if until > provider.clock.now_millis() {
+            state.store.revoke_subject(&subject, until).await?;
+            revoked = true;
         }
     }
     Ok(revoked)

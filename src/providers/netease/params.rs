@@ -30,9 +30,12 @@ impl TryFrom<Option<&str>> for Uid {
         if !value.bytes().all(|b| b.is_ascii_digit()) {
             return Err(NeteaseError::param("uid must be a Long: digits only"));
         }
-        value
-            .parse::<i64>()
-            .ok()
+        if !crate::decimal::is_canonical(value) {
+            return Err(NeteaseError::param(
+                "uid must be a Long without leading zeros",
+            ));
+        }
+        crate::decimal::parse_i64(value)
             .and_then(|n| u64::try_from(n).ok())
             .map(Self)
             .ok_or_else(|| NeteaseError::param("uid is out of the Long range"))
@@ -170,10 +173,18 @@ pub struct AuthHeaders<'a> {
 /// Longest Nonce accepted.
 pub const MAX_NONCE_CHARS: usize = 128;
 
+/// One authentication header: present exactly once (a repeated one would leave it to chance which copy is
+/// checked and which is used), visible ASCII.
 fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, NeteaseError> {
-    let value = headers
-        .get(name)
+    let mut values = headers.get_all(name).iter();
+    let value = values
+        .next()
         .ok_or_else(|| NeteaseError::param(format!("bad http header: {name} is missing")))?;
+    if values.next().is_some() {
+        return Err(NeteaseError::param(format!(
+            "bad http header: {name} is given more than once"
+        )));
+    }
     value
         .to_str()
         .map_err(|_| NeteaseError::param(format!("bad http header: {name} is not visible ASCII")))
@@ -191,11 +202,13 @@ impl<'a> AuthHeaders<'a> {
                 "bad http header: Nonce must be 1 to {MAX_NONCE_CHARS} characters"
             )));
         }
+        // Canonical digits only: the CheckSum covers Nonce + CurTime concatenated, so a leading zero moved from
+        // the Nonce into CurTime would otherwise make a replayed header set look new (see `crate::decimal`).
         let cur_time = Some(cur_time_text)
-            .filter(|t| !t.is_empty() && t.len() <= 12 && t.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|t| t.parse::<i64>().ok())
+            .filter(|t| t.len() <= 12)
+            .and_then(crate::decimal::parse_i64)
             .ok_or(NeteaseError::param(
-                "bad http header: CurTime must be Unix time in seconds",
+                "bad http header: CurTime must be Unix time in seconds (digits, no leading zeros)",
             ))?;
         if checksum.len() != 40 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(NeteaseError::param(

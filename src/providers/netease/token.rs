@@ -46,13 +46,30 @@ pub struct SelfToken {
     pub ttl: u32,
 }
 
-/// Decodes a token; `None` when it is not base64 of the documented JSON.
+impl SelfToken {
+    /// The one spelling of this token: the documented encoding of its content, signature in lowercase.
+    ///
+    /// Decoding is lenient (padding, JSON spacing and key order, the signature's case) so tokens app servers
+    /// computed with any base64 or JSON library are accepted; every spelling of one content is then one token,
+    /// identified by this text wherever its state is kept (records, used and revoked markers).
+    pub fn canonical(&self) -> String {
+        encode(&self.signature, self.cur_time, self.ttl)
+    }
+}
+
+/// Decodes a token; `None` when it is not base64 of the documented JSON with a 40-hex-digit signature. The
+/// signature comes back lowercase.
 pub fn decode(token: &str) -> Option<SelfToken> {
     let bytes = STANDARD
         .decode(token)
         .or_else(|_| STANDARD_NO_PAD.decode(token.trim_end_matches('=')))
         .ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let mut decoded: SelfToken = serde_json::from_slice(&bytes).ok()?;
+    if decoded.signature.len() != 40 || !decoded.signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    decoded.signature.make_ascii_lowercase();
+    Some(decoded)
 }
 
 /// `CheckSum = hex(SHA1(AppSecret + Nonce + CurTime))`, lowercase.
@@ -118,7 +135,30 @@ mod tests {
     }
 
     #[test]
+    fn every_spelling_of_a_token_has_one_canonical_form() {
+        let sig = signature("app", 7, 1_693_968_975_000, 600, "r1", "secret");
+        let canonical = encode(&sig, 1_693_968_975_000, 600);
+        let spaced = STANDARD.encode(format!(
+            r#"{{ "ttl": 600, "curTime": 1693968975000, "signature": "{}" }}"#,
+            sig.to_ascii_uppercase()
+        ));
+        let variants = [
+            canonical.clone(),
+            format!("{canonical}="),
+            canonical.trim_end_matches('=').to_owned(),
+            spaced,
+            encode(&sig.to_ascii_uppercase(), 1_693_968_975_000, 600),
+        ];
+        for variant in variants {
+            let decoded = decode(&variant).unwrap_or_else(|| panic!("{variant} decodes"));
+            assert_eq!(decoded.canonical(), canonical, "{variant}");
+        }
+    }
+
+    #[test]
     fn decode_refuses_what_is_not_a_token() {
+        let short = STANDARD.encode(r#"{"signature":"abc","curTime":1,"ttl":1}"#);
+        assert_eq!(decode(&short), None, "a signature is 40 hex digits");
         assert_eq!(decode("not base64!"), None);
         assert_eq!(decode(&STANDARD.encode("{}")), None);
         assert_eq!(decode(""), None);

@@ -9,6 +9,7 @@ pub mod sid;
 pub mod token;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use self::grants::{GrantDefaults, Grants, Identity, MintRequest, Region};
@@ -31,6 +33,7 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::http::extract::AppJson;
 use crate::http::AppState;
+use crate::store::RateLimit;
 use crate::ttl::{SharedClock, TtlPolicy};
 
 /// The provider built from configuration: API keys indexed by SID.
@@ -39,6 +42,7 @@ pub struct TwilioProvider {
     keys: HashMap<String, Arc<ApiKey>>,
     policy: TtlPolicy,
     leeway: Duration,
+    revoke_rate: Option<RateLimit>,
     clock: SharedClock,
 }
 
@@ -113,6 +117,11 @@ impl TwilioProvider {
             keys,
             policy: settings.ttl.twilio,
             leeway: settings.ttl.leeway,
+            revoke_rate: (settings.twilio.revoke_rate_limit > 0).then_some(RateLimit {
+                limit: settings.twilio.revoke_rate_limit,
+                window: settings.twilio.revoke_rate_window,
+                lockout: Duration::ZERO,
+            }),
             clock,
         }
     }
@@ -172,12 +181,19 @@ fn basic_credentials(parts: &Parts) -> Result<(String, String), ApiError> {
         code: "malformed_credentials",
         message: "Authorization must be HTTP Basic: base64 of '<API key SID>:<secret>'",
     };
-    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+    let mut values = parts.headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
         return Err(ApiError::Unauthorized {
             code: "missing_credentials",
             message: "send HTTP Basic credentials: an API key SID and its secret",
         });
     };
+    if values.next().is_some() {
+        return Err(ApiError::Unauthorized {
+            code: "malformed_credentials",
+            message: "send exactly one Authorization header",
+        });
+    }
     let value = value.to_str().map_err(|_| MALFORMED)?;
     let (scheme, encoded) = value.split_once(' ').ok_or(MALFORMED)?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -268,14 +284,14 @@ async fn verify(
     caller: Caller,
     AppJson(request): AppJson<VerifyRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let outcome = match check(&state.twilio, &caller.key.account.sid, &request.token) {
+    let account = &caller.key.account.sid;
+    let outcome = match check(&state.twilio, account, &request.token) {
         Ok(verified) => {
-            let jti = verified
-                .claims
-                .get("jti")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if state.store.is_revoked(&revocation_subject(jti)).await? {
+            if state
+                .store
+                .is_revoked(&revocation_subject(account, &request.token))
+                .await?
+            {
                 Err(token::VerifyError::Revoked)
             } else {
                 Ok(verified)
@@ -307,16 +323,37 @@ fn check(
         .get(unverified.str_claim("iss")?)
         .filter(|k| k.account.sid == *account_sid)
         .ok_or(token::VerifyError::UnknownKey)?;
-    unverified.verify(
-        token,
-        &key.decoding,
-        provider.clock.now_secs(),
-        provider.leeway.as_secs(),
-    )
+    let exp = unverified.i64_claim("exp");
+    let now = provider.clock.now_secs();
+    let outcome = unverified.verify(token, &key.decoding, now, provider.leeway.as_secs());
+    // A genuine token may live no longer than the policy allows from now, so a revocation (kept until the
+    // token's expiry) is bounded too. Checked after the signature, so a forgery is reported as one.
+    let latest = now
+        .saturating_add(i64::from(provider.policy.max()))
+        .saturating_add(i64::try_from(provider.leeway.as_secs()).unwrap_or(i64::MAX));
+    match (&outcome, exp) {
+        (Ok(_) | Err(token::VerifyError::NotYetValid { .. }), Some(exp)) if exp > latest => {
+            Err(token::VerifyError::LifetimeExceedsPolicy {
+                exp,
+                now,
+                max: provider.policy.max(),
+            })
+        }
+        _ => outcome,
+    }
 }
 
-fn revocation_subject(jti: &str) -> String {
-    format!("twilio:{jti}")
+/// What a revocation is stored under: the caller's account and a digest of the token's signed part. Exactly the
+/// token revoked, whoever minted it: Twilio's helper libraries give two tokens minted in the same second the same
+/// `jti`, and another account could sign a token carrying any `jti` it likes. The signed part cannot be spelled
+/// two ways without breaking the signature, and a verified token always has one.
+fn revocation_subject(account: &Sid, token: &str) -> String {
+    let signed = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
+    let mut subject = format!("twilio:{account}:");
+    for byte in Sha256::digest(signed.as_bytes()) {
+        let _ = write!(subject, "{byte:02x}");
+    }
+    subject
 }
 
 /// `POST /twilio/v1/tokens/revoke` response.
@@ -336,7 +373,8 @@ async fn revoke(
     AppJson(request): AppJson<VerifyRequest>,
 ) -> Result<Json<RevokeResponse>, ApiError> {
     let provider = &state.twilio;
-    let verified = match check(provider, &caller.key.account.sid, &request.token) {
+    let account = &caller.key.account.sid;
+    let verified = match check(provider, account, &request.token) {
         Ok(verified) => verified,
         Err(token::VerifyError::NotYetValid { verified, .. }) => *verified,
         Err(token::VerifyError::Expired { exp, .. }) => {
@@ -347,19 +385,27 @@ async fn revoke(
         }
         Err(reason) => return Err(ApiError::invalid("invalid_token", reason.to_string())),
     };
-    let claims = &verified.claims;
-    let (Some(jti), Some(exp)) = (
-        claims.get("jti").and_then(Value::as_str),
-        claims.get("exp").and_then(Value::as_i64),
-    ) else {
-        return Err(ApiError::invalid(
-            "invalid_token",
-            "token has no jti or exp claim",
-        ));
+    let Some(exp) = verified.claims.get("exp").and_then(Value::as_i64) else {
+        return Err(ApiError::invalid("invalid_token", "token has no exp claim"));
     };
+    if let Some(rate) = &provider.revoke_rate {
+        let decision = state
+            .store
+            .hit(&format!("twilio:revoke-rate:{account}"), rate)
+            .await?;
+        if !decision.allowed {
+            let wait_ms = (decision.reset_at_ms - provider.clock.now_millis()).max(0);
+            return Err(ApiError::RateLimited {
+                retry_after_secs: u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1),
+            });
+        }
+    }
     state
         .store
-        .revoke_subject(&revocation_subject(jti), exp.saturating_mul(1000))
+        .revoke_subject(
+            &revocation_subject(account, &request.token),
+            exp.saturating_mul(1000),
+        )
         .await?;
     Ok(Json(RevokeResponse {
         revoked: true,

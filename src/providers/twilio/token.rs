@@ -145,6 +145,17 @@ pub enum VerifyError {
     /// Revoked through the revoke route; refused until its natural expiry.
     #[error("token was revoked")]
     Revoked,
+    /// Genuine, but expires further ahead than the TTL policy allows a token to live (plus leeway): only a
+    /// token signed outside tokenmint can, and a revocation could not be kept for its whole life.
+    #[error("token expires at {exp}, later than the TTL policy allows (now {now} + max {max}s + leeway)")]
+    LifetimeExceedsPolicy {
+        /// The token's expiry.
+        exp: i64,
+        /// The server's time.
+        now: i64,
+        /// The policy's longest TTL, seconds.
+        max: u32,
+    },
 }
 
 impl VerifyError {
@@ -161,6 +172,7 @@ impl VerifyError {
             Self::Expired { .. } => "token_expired",
             Self::NotYetValid { .. } => "token_not_yet_valid",
             Self::Revoked => "token_revoked",
+            Self::LifetimeExceedsPolicy { .. } => "lifetime_exceeds_policy",
         }
     }
 }
@@ -202,6 +214,11 @@ impl Unverified {
             .get(name)
             .and_then(Value::as_str)
             .ok_or(VerifyError::MissingClaim(name))
+    }
+
+    /// An integer claim, if present.
+    pub fn i64_claim(&self, name: &str) -> Option<i64> {
+        self.claims.get(name).and_then(Value::as_i64)
     }
 
     /// Checks the signature with `key`, then `exp` and `nbf` against `now` with `leeway` seconds.
