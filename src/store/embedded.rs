@@ -3,12 +3,18 @@
 //! Writes go through one writer thread that drains whatever jobs are queued, runs them in one write transaction
 //! and commits once (redb's default durability: fsync'd before `commit` returns), then answers every job. So a
 //! caller is told "done" only after its write is on disk, and N concurrent writes cost one fsync, not N.
-//! A batch is all-or-nothing: if any job in it fails, the transaction is aborted and every job in it gets the
-//! error, so nothing is half-written. Reads use redb's MVCC read transactions and never wait for the writer.
+//! A job that cannot be done on its own (an undecodable record) is refused before it writes anything and is
+//! answered with its own error, while the rest of the batch commits. A storage failure (a full disk, an I/O
+//! error) aborts the whole batch, so nothing is half-written; redb then refuses every later write until the
+//! database is closed and opened again, so the writer does exactly that before its next batch, and keeps trying
+//! until it succeeds (space returned). Until a write has succeeded again the store reports itself not ready.
+//! Reads use redb's MVCC read transactions and never wait for the writer.
 //! A dedicated OS thread (not a tokio task) runs the writer because redb's calls block on disk I/O.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -27,14 +33,102 @@ const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
 /// (window start, count, locked until, entry expiry), ms.
 const RATES: TableDefinition<&str, (i64, u32, i64, i64)> = TableDefinition::new("rates");
 const REVOKED: TableDefinition<&str, i64> = TableDefinition::new("revoked");
+/// Written by readiness probes while writes are failing, to learn whether they work again.
+const PROBE: TableDefinition<&str, i64> = TableDefinition::new("probe");
+
+/// Why one operation failed inside the writer's transaction.
+#[derive(Debug)]
+enum OpError {
+    /// This operation cannot be done (an undecodable record); nothing was written; the batch goes on.
+    Corrupt(String),
+    /// The transaction failed under it (I/O, a full disk); the batch is aborted.
+    Storage(String),
+}
+
+fn storage(e: impl std::fmt::Display) -> OpError {
+    OpError::Storage(e.to_string())
+}
+
+/// What a job did inside the batch's transaction.
+enum Step {
+    /// Done; its caller is answered once the batch is committed (or has failed).
+    Done(Finisher),
+    /// Refused on its own before writing anything; its caller has been answered.
+    Answered,
+    /// The transaction is unusable; its caller has been answered, and the batch is aborted.
+    Broken(String),
+}
 
 type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&WriteTransaction) -> Result<Finisher, String> + Send>;
+type Job = Box<dyn FnOnce(&WriteTransaction) -> Step + Send>;
+
+/// The database handle, shared by readers and the writer, and whether writes currently work.
+struct Shared {
+    path: PathBuf,
+    /// `None` while the writer closes and reopens the database after a storage failure.
+    db: RwLock<Option<Arc<Database>>>,
+    /// False from a failed write until a write succeeds again.
+    writable: AtomicBool,
+}
+
+impl Shared {
+    fn handle(&self) -> Option<Arc<Database>> {
+        self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Closes the database: takes it out of the slot, waits (briefly) for readers still holding it, drops it.
+    fn close(&self) {
+        let taken = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut db) = taken else { return };
+        // Readers hold a clone only for one read transaction.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    drop(db);
+                    return;
+                }
+                Err(shared) if Instant::now() < deadline => {
+                    db = shared;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // Still held: it closes when the last reader drops it; reopening is retried until then.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The open database, reopening it if it was closed after a failure.
+    fn open_or_reopen(&self) -> Result<Arc<Database>, String> {
+        if let Some(db) = self.handle() {
+            return Ok(db);
+        }
+        let db = Arc::new(open_database(&self.path)?);
+        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db.clone());
+        tracing::info!(path = %self.path.display(), "token store reopened after a write failure");
+        Ok(db)
+    }
+}
+
+/// Opens the file and makes sure every table exists, so read transactions always find them.
+fn open_database(path: &Path) -> Result<Database, String> {
+    let db = Database::create(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        txn.open_table(RECORDS).map_err(|e| e.to_string())?;
+        txn.open_table(ONCE).map_err(|e| e.to_string())?;
+        txn.open_table(RATES).map_err(|e| e.to_string())?;
+        txn.open_table(REVOKED).map_err(|e| e.to_string())?;
+        txn.open_table(PROBE).map_err(|e| e.to_string())?;
+    }
+    txn.commit().map_err(|e| e.to_string())?;
+    Ok(db)
+}
 
 /// The redb-backed store; cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     jobs: mpsc::Sender<Job>,
     clock: SharedClock,
 }
@@ -49,23 +143,38 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn decode(bytes: &[u8]) -> Result<TokenRecord, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("undecodable record: {e}"))
+fn decode(bytes: &[u8]) -> Result<TokenRecord, OpError> {
+    serde_json::from_slice(bytes).map_err(|e| OpError::Corrupt(format!("undecodable record: {e}")))
 }
 
 /// The record stored under `key`, decoded.
 fn read_record(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,
-) -> Result<Option<TokenRecord>, String> {
-    match table.get(key).map_err(|e| e.to_string())? {
+) -> Result<Option<TokenRecord>, OpError> {
+    match table.get(key).map_err(storage)? {
         Some(bytes) => decode(bytes.value()).map(Some),
         None => Ok(None),
     }
 }
 
-fn encode(record: &TokenRecord) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(record).map_err(|e| e.to_string())
+fn encode(record: &TokenRecord) -> Result<Vec<u8>, OpError> {
+    serde_json::to_vec(record).map_err(|e| OpError::Corrupt(e.to_string()))
+}
+
+/// Refuses a store file that exists but is empty: it was truncated, or is not a store at all, and opening it
+/// would silently start with no tokens, revocations or replay guards. Returns whether the file is new.
+fn check_existing_file(path: &Path) -> Result<bool, StoreError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() == 0 => Err(unavailable(format!(
+            "{} is empty (0 bytes): it was truncated or is not a tokenmint store; restore it from a backup, or \
+             move it away to start with an empty store",
+            path.display()
+        ))),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(unavailable(format!("cannot read {}: {e}", path.display()))),
+    }
 }
 
 impl EmbeddedStore {
@@ -75,19 +184,20 @@ impl EmbeddedStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let db =
-            Arc::new(Database::create(&settings.path).map_err(|e| {
-                unavailable(format!("cannot open {}: {e}", settings.path.display()))
-            })?);
-        // Create the tables up front so read transactions always find them.
-        let txn = db.begin_write().map_err(unavailable)?;
-        {
-            txn.open_table(RECORDS).map_err(unavailable)?;
-            txn.open_table(ONCE).map_err(unavailable)?;
-            txn.open_table(RATES).map_err(unavailable)?;
-            txn.open_table(REVOKED).map_err(unavailable)?;
+        let created = check_existing_file(&settings.path)?;
+        let db = open_database(&settings.path).map_err(unavailable)?;
+        if created {
+            tracing::warn!(
+                path = %settings.path.display(),
+                "created a new, empty token store: no earlier tokens, revocations or replay guards exist; if one \
+                 was expected here, stop and check the store path and volume"
+            );
         }
-        txn.commit().map_err(unavailable)?;
+        let shared = Arc::new(Shared {
+            path: settings.path.clone(),
+            db: RwLock::new(Some(Arc::new(db))),
+            writable: AtomicBool::new(true),
+        });
 
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let max_batch = if settings.group_commit {
@@ -95,13 +205,13 @@ impl EmbeddedStore {
         } else {
             1
         };
-        let writer_db = db.clone();
+        let writer_shared = shared.clone();
         std::thread::Builder::new()
             .name("tokenmint-store-writer".to_owned())
-            .spawn(move || writer(writer_db, rx, max_batch))
+            .spawn(move || writer(&writer_shared, rx, max_batch))
             .map_err(unavailable)?;
         let store = Self {
-            db,
+            shared,
             jobs: tx,
             clock,
         };
@@ -121,22 +231,14 @@ impl EmbeddedStore {
                     tick.tick().await;
                     let Some(jobs) = jobs.upgrade() else { break };
                     let now = clock.now_millis();
-                    let (tx, rx) = oneshot::channel();
-                    let job: Job = Box::new(move |txn| {
-                        let removed = purge(txn, now)?;
-                        Ok(Box::new(move |res: Result<(), String>| {
-                            let _ = tx.send(res.map(|()| removed));
-                        }) as Finisher)
-                    });
-                    if jobs.send(job).await.is_err() {
-                        break;
-                    }
-                    match rx.await {
-                        Ok(Ok(removed)) if removed > 0 => {
-                            tracing::debug!(removed, "purged expired store entries")
+                    let store_jobs = jobs.clone();
+                    drop(jobs);
+                    match submit(&store_jobs, move |txn| purge(txn, now)).await {
+                        Ok(removed) if removed > 0 => {
+                            tracing::debug!(removed, "purged expired store entries");
                         }
-                        Ok(Err(e)) => tracing::warn!(error = %e, "store purge failed"),
-                        _ => {}
+                        Err(e) => tracing::warn!(error = %e, "store purge failed"),
+                        Ok(_) => {}
                     }
                 }
             });
@@ -146,36 +248,29 @@ impl EmbeddedStore {
     /// Runs `op` in the writer's next transaction and waits until that transaction is durable.
     async fn write<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&WriteTransaction) -> Result<T, String> + Send + 'static,
+        op: impl FnOnce(&WriteTransaction) -> Result<T, OpError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel::<Result<T, String>>();
-        let job: Job = Box::new(move |txn| {
-            let value = op(txn)?;
-            Ok(Box::new(move |committed: Result<(), String>| {
-                let _ = tx.send(committed.map(|()| value));
-            }) as Finisher)
-        });
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| unavailable("store writer stopped"))?;
-        rx.await
-            .map_err(|_| unavailable("store writer dropped the request"))?
-            .map_err(StoreError::Unavailable)
+        submit(&self.jobs, op).await
     }
 
     async fn read<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&redb::ReadTransaction) -> Result<T, String> + Send + 'static,
+        op: impl FnOnce(&redb::ReadTransaction) -> Result<T, OpError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
+        let db = self
+            .shared
+            .handle()
+            .ok_or_else(|| unavailable("token store is being reopened after a write failure"))?;
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(|e| e.to_string())?;
+            let txn = db.begin_read().map_err(storage)?;
             op(&txn)
         })
         .await
         .map_err(unavailable)?
-        .map_err(StoreError::Unavailable)
+        .map_err(|e| match e {
+            OpError::Corrupt(cause) => StoreError::Corrupt(cause),
+            OpError::Storage(cause) => StoreError::Unavailable(cause),
+        })
     }
 
     pub(super) async fn issue_or_extend(
@@ -187,12 +282,12 @@ impl EmbeddedStore {
     ) -> Result<Issued, StoreError> {
         let (key, candidate, now) = (key.encoded(), candidate.to_owned(), self.clock.now_millis());
         self.write(move |txn| {
-            let mut table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
+            let mut table = txn.open_table(RECORDS).map_err(storage)?;
             let existing = read_record(&table, &key)?;
             let issued = issue_step(existing, &candidate, now, ttl, single_use);
             table
                 .insert(key.as_str(), encode(&issued.record)?.as_slice())
-                .map_err(|e| e.to_string())?;
+                .map_err(storage)?;
             Ok(issued)
         })
         .await
@@ -205,7 +300,7 @@ impl EmbeddedStore {
     ) -> Result<Option<TokenRecord>, StoreError> {
         let (key, token, now) = (key.encoded(), token.to_owned(), self.clock.now_millis());
         self.read(move |txn| {
-            let table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
+            let table = txn.open_table(RECORDS).map_err(storage)?;
             let record = read_record(&table, &key)?;
             Ok(matching_unexpired(record, &token, now))
         })
@@ -219,13 +314,13 @@ impl EmbeddedStore {
     ) -> Result<Admission, StoreError> {
         let (key, token, now) = (key.encoded(), token.to_owned(), self.clock.now_millis());
         self.write(move |txn| {
-            let mut table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
+            let mut table = txn.open_table(RECORDS).map_err(storage)?;
             let existing = read_record(&table, &key)?;
             let (admission, write_back) = use_step(existing, &token, now);
             if let Some(record) = write_back {
                 table
                     .insert(key.as_str(), encode(&record)?.as_slice())
-                    .map_err(|e| e.to_string())?;
+                    .map_err(storage)?;
             }
             Ok(admission)
         })
@@ -235,7 +330,7 @@ impl EmbeddedStore {
     pub(super) async fn revoke(&self, key: &RecordKey) -> Result<Option<TokenRecord>, StoreError> {
         let (key, now) = (key.encoded(), self.clock.now_millis());
         self.write(move |txn| {
-            let mut table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
+            let mut table = txn.open_table(RECORDS).map_err(storage)?;
             let existing = read_record(&table, &key)?;
             match existing {
                 Some(mut record)
@@ -244,7 +339,7 @@ impl EmbeddedStore {
                     record.state = RecordState::Revoked;
                     table
                         .insert(key.as_str(), encode(&record)?.as_slice())
-                        .map_err(|e| e.to_string())?;
+                        .map_err(storage)?;
                     Ok(Some(record))
                 }
                 _ => Ok(None),
@@ -256,15 +351,15 @@ impl EmbeddedStore {
     pub(super) async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let (key, now) = (key.to_owned(), self.clock.now_millis());
         self.write(move |txn| {
-            let mut table = txn.open_table(ONCE).map_err(|e| e.to_string())?;
+            let mut table = txn.open_table(ONCE).map_err(storage)?;
             let seen = table
                 .get(key.as_str())
-                .map_err(|e| e.to_string())?
+                .map_err(storage)?
                 .is_some_and(|until| until.value() > now);
             if !seen {
                 table
                     .insert(key.as_str(), now.saturating_add(millis(ttl)))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(storage)?;
             }
             Ok(!seen)
         })
@@ -278,10 +373,10 @@ impl EmbeddedStore {
     ) -> Result<RateDecision, StoreError> {
         let (key, limit, now) = (key.to_owned(), *limit, self.clock.now_millis());
         self.write(move |txn| {
-            let mut table = txn.open_table(RATES).map_err(|e| e.to_string())?;
+            let mut table = txn.open_table(RATES).map_err(storage)?;
             let state = table
                 .get(key.as_str())
-                .map_err(|e| e.to_string())?
+                .map_err(storage)?
                 .map(|v| v.value())
                 .filter(|(_, _, _, expires)| *expires > now)
                 .map(|(start, count, locked, _)| (start, count, locked));
@@ -289,7 +384,7 @@ impl EmbeddedStore {
             let expires = (start.saturating_add(millis(limit.window))).max(locked);
             table
                 .insert(key.as_str(), (start, count, locked, expires))
-                .map_err(|e| e.to_string())?;
+                .map_err(storage)?;
             Ok(decision)
         })
         .await
@@ -302,10 +397,8 @@ impl EmbeddedStore {
     ) -> Result<(), StoreError> {
         let subject = subject.to_owned();
         self.write(move |txn| {
-            let mut table = txn.open_table(REVOKED).map_err(|e| e.to_string())?;
-            table
-                .insert(subject.as_str(), until_ms)
-                .map_err(|e| e.to_string())?;
+            let mut table = txn.open_table(REVOKED).map_err(storage)?;
+            table.insert(subject.as_str(), until_ms).map_err(storage)?;
             Ok(())
         })
         .await
@@ -314,20 +407,30 @@ impl EmbeddedStore {
     pub(super) async fn is_revoked(&self, subject: &str) -> Result<bool, StoreError> {
         let (subject, now) = (subject.to_owned(), self.clock.now_millis());
         self.read(move |txn| {
-            let table = txn.open_table(REVOKED).map_err(|e| e.to_string())?;
+            let table = txn.open_table(REVOKED).map_err(storage)?;
             Ok(table
                 .get(subject.as_str())
-                .map_err(|e| e.to_string())?
+                .map_err(storage)?
                 .is_some_and(|until| until.value() > now))
         })
         .await
     }
 
+    /// Ready when the database is open and writes work. After a write failure, each call tries one small write
+    /// (which also reopens the database when needed), so readiness returns as soon as writes do.
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|txn| {
-            txn.open_table(RECORDS)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+        if self.shared.writable.load(Ordering::Acquire) && self.shared.handle().is_some() {
+            return self
+                .read(|txn| txn.open_table(RECORDS).map(|_| ()).map_err(storage))
+                .await;
+        }
+        let now = self.clock.now_millis();
+        self.write(move |txn| {
+            txn.open_table(PROBE)
+                .map_err(storage)?
+                .insert("probe", now)
+                .map_err(storage)?;
+            Ok(())
         })
         .await
     }
@@ -344,63 +447,90 @@ impl EmbeddedStore {
             let mut total = 0;
             total += txn
                 .open_table(RECORDS)
-                .map_err(|e| e.to_string())?
+                .map_err(storage)?
                 .len()
-                .map_err(|e| e.to_string())?;
+                .map_err(storage)?;
             total += txn
                 .open_table(ONCE)
-                .map_err(|e| e.to_string())?
+                .map_err(storage)?
                 .len()
-                .map_err(|e| e.to_string())?;
+                .map_err(storage)?;
             total += txn
                 .open_table(RATES)
-                .map_err(|e| e.to_string())?
+                .map_err(storage)?
                 .len()
-                .map_err(|e| e.to_string())?;
+                .map_err(storage)?;
             total += txn
                 .open_table(REVOKED)
-                .map_err(|e| e.to_string())?
+                .map_err(storage)?
                 .len()
-                .map_err(|e| e.to_string())?;
+                .map_err(storage)?;
             Ok(total)
         })
         .await
     }
 }
 
-fn purge(txn: &WriteTransaction, now: i64) -> Result<usize, String> {
+fn purge(txn: &WriteTransaction, now: i64) -> Result<usize, OpError> {
     let mut removed = 0usize;
     {
-        let mut table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
+        let mut table = txn.open_table(RECORDS).map_err(storage)?;
         table
             .retain(|_, bytes| {
                 let keep = decode(bytes).is_ok_and(|r| r.expires_at_ms > now);
                 removed += usize::from(!keep);
                 keep
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(storage)?;
     }
     for table_def in [ONCE, REVOKED] {
-        let mut table = txn.open_table(table_def).map_err(|e| e.to_string())?;
+        let mut table = txn.open_table(table_def).map_err(storage)?;
         table
             .retain(|_, until| {
                 removed += usize::from(until <= now);
                 until > now
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(storage)?;
     }
-    let mut table = txn.open_table(RATES).map_err(|e| e.to_string())?;
+    let mut table = txn.open_table(RATES).map_err(storage)?;
     table
         .retain(|_, (_, _, _, expires)| {
             removed += usize::from(expires <= now);
             expires > now
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(storage)?;
     Ok(removed)
 }
 
-/// The writer loop: one transaction per batch of queued jobs, one commit (fsync) per transaction.
-fn writer(db: Arc<Database>, mut jobs: mpsc::Receiver<Job>, max_batch: usize) {
+/// Queues `op` for the writer and waits for its answer: its value once the batch is durable, or its own error.
+async fn submit<T: Send + 'static>(
+    jobs: &mpsc::Sender<Job>,
+    op: impl FnOnce(&WriteTransaction) -> Result<T, OpError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+    let job: Job = Box::new(move |txn| match op(txn) {
+        Ok(value) => Step::Done(Box::new(move |committed: Result<(), String>| {
+            let _ = tx.send(committed.map(|()| value).map_err(StoreError::Unavailable));
+        })),
+        Err(OpError::Corrupt(cause)) => {
+            let _ = tx.send(Err(StoreError::Corrupt(cause)));
+            Step::Answered
+        }
+        Err(OpError::Storage(cause)) => {
+            let _ = tx.send(Err(StoreError::Unavailable(cause.clone())));
+            Step::Broken(cause)
+        }
+    });
+    jobs.send(job)
+        .await
+        .map_err(|_| unavailable("store writer stopped"))?;
+    rx.await
+        .map_err(|_| unavailable("store writer dropped the request"))?
+}
+
+/// The writer loop: one transaction per batch of queued jobs, one commit (fsync) per transaction. After a storage
+/// failure the database is closed, and reopened before the next batch.
+fn writer(shared: &Shared, mut jobs: mpsc::Receiver<Job>, max_batch: usize) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -409,35 +539,51 @@ fn writer(db: Arc<Database>, mut jobs: mpsc::Receiver<Job>, max_batch: usize) {
                 Err(_) => break,
             }
         }
-        let txn = match db.begin_write() {
-            Ok(txn) => txn,
-            Err(e) => {
-                tracing::error!(error = %e, "store cannot begin a write transaction");
-                // The jobs' reply channels drop with them: each caller sees "store writer dropped the request".
-                continue;
-            }
-        };
-        let mut finishers = Vec::with_capacity(batch.len());
-        let mut failure = None;
-        for job in batch {
-            match job(&txn) {
-                Ok(finish) => finishers.push(finish),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
+        let outcome = shared
+            .open_or_reopen()
+            .and_then(|db| run_batch(&db, batch.drain(..)));
+        match outcome {
+            Ok(()) => {
+                if !shared.writable.swap(true, Ordering::AcqRel) {
+                    tracing::info!("token store writes work again");
                 }
             }
-        }
-        let outcome = match failure {
-            Some(e) => {
-                let _ = txn.abort();
-                tracing::error!(error = %e, "store batch aborted");
-                Err(e)
+            Err(e) => {
+                if shared.writable.swap(false, Ordering::AcqRel) {
+                    tracing::error!(error = %e, "token store write failed; reopening the database");
+                }
+                // Jobs not yet run drop their reply channels: each caller sees "writer dropped the request".
+                drop(batch);
+                shared.close();
             }
-            None => txn.commit().map_err(|e| e.to_string()),
-        };
-        for finish in finishers {
-            finish(outcome.clone());
         }
     }
+}
+
+/// Runs the jobs in one transaction and commits; on a storage failure aborts, answering every job with it.
+fn run_batch(db: &Database, batch: impl Iterator<Item = Job>) -> Result<(), String> {
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    let mut finishers = Vec::new();
+    let mut failure = None;
+    for job in batch {
+        match job(&txn) {
+            Step::Done(finish) => finishers.push(finish),
+            Step::Answered => {}
+            Step::Broken(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let outcome = match failure {
+        Some(e) => {
+            let _ = txn.abort();
+            Err(e)
+        }
+        None => txn.commit().map_err(|e| e.to_string()),
+    };
+    for finish in finishers {
+        finish(outcome.clone());
+    }
+    outcome
 }

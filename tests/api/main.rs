@@ -11,5 +11,6 @@ mod netease;
 mod redis_server;
 mod store;
 mod store_backends;
+mod store_faults;
 mod twilio;
 mod twilio_library;
