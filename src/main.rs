@@ -31,6 +31,9 @@ enum Command {
     Serve,
     /// Load and validate the configuration, then print it with every secret redacted.
     CheckConfig,
+    /// After the Redis store came back empty (see store.redis.on_reset): accept the loss of its state and let
+    /// every instance serve again.
+    StoreAcknowledgeReset,
     /// Probe GET /healthz of a running instance; exit 0 when healthy.
     Healthcheck {
         /// Address to probe; defaults to the configured listener (a wildcard bind is probed on loopback).
@@ -57,6 +60,20 @@ async fn main() -> ExitCode {
         Command::CheckConfig => {
             println!("{}", settings.redacted_json());
             ExitCode::SUCCESS
+        }
+        Command::StoreAcknowledgeReset => {
+            match tokenmint::store::Store::acknowledge_reset(&settings.store).await {
+                Ok(()) => {
+                    println!(
+                        "store reset acknowledged: instances serve again at their next epoch check"
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tokenmint: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Healthcheck { addr, timeout_secs } => {
             let addr = addr.unwrap_or_else(|| {

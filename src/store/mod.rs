@@ -173,6 +173,28 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// Connect and per-command deadline, in milliseconds: an unreachable Redis fails requests this fast.
     pub timeout_ms: u64,
+    /// What to do when the store's epoch key vanishes or changes (Redis restarted empty, flushed, replaced).
+    #[serde(default)]
+    pub on_reset: ResetPolicy,
+    /// How often each instance checks the epoch key, in milliseconds (readiness probes also check it).
+    #[serde(default = "epoch_check_ms")]
+    pub epoch_check_ms: u64,
+}
+
+fn epoch_check_ms() -> u64 {
+    1000
+}
+
+/// What an instance does when it finds its Redis store was reset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResetPolicy {
+    /// Log an error, report not ready, and answer 503 on every route that needs stored state until an
+    /// operator runs `tokenmint store-acknowledge-reset`.
+    #[default]
+    Refuse,
+    /// Log an error and carry on with the empty store.
+    Continue,
 }
 
 /// The store, one of the backends.
@@ -256,6 +278,18 @@ impl Store {
     /// Whether `subject` is revoked now.
     pub async fn is_revoked(&self, subject: &str) -> Result<bool, StoreError> {
         dispatch!(self, s => s.is_revoked(subject))
+    }
+
+    /// Acknowledges a reset of the Redis store configured in `settings`, so every instance serves again (see
+    /// [`redis`]). The embedded store has nothing to acknowledge.
+    pub async fn acknowledge_reset(settings: &StoreSettings) -> Result<(), StoreError> {
+        match settings.backend {
+            Backend::Redis => redis::RedisStore::acknowledge_reset(&settings.redis).await,
+            Backend::Embedded => Err(StoreError::Unavailable(
+                "store.backend is \"embedded\": only a Redis store can be reset under a running instance"
+                    .to_owned(),
+            )),
+        }
     }
 
     /// Checks the backend answers.

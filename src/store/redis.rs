@@ -5,8 +5,16 @@
 //! purge them. A tokio connection manager reconnects by itself; every command has a deadline, so an unreachable
 //! Redis fails requests fast (503) and the service recovers without a restart when Redis is back. The URL may
 //! hold a password and is never logged.
+//!
+//! A Redis that comes back empty (restarted without persistence, flushed, replaced) would silently forget every
+//! replay guard, used single-use token and revocation. So the store keeps an epoch key: written once when an
+//! instance first finds none, checked every `epoch_check_ms` and by every readiness probe. When it vanishes or
+//! changes, the instance logs an error, reports not ready and refuses every state-dependent operation (503)
+//! until an operator acknowledges the reset (`tokenmint store-acknowledge-reset` writes an acknowledged epoch
+//! that every instance adopts), or, with `on_reset = "continue"`, carries on after logging.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -16,7 +24,7 @@ use tokio::sync::OnceCell;
 
 use super::{
     matching_unexpired, millis, Admission, Issued, RateDecision, RateLimit, RecordKey, RecordState,
-    RedisSettings, StoreError, TokenRecord,
+    RedisSettings, ResetPolicy, StoreError, TokenRecord,
 };
 use crate::ttl::SharedClock;
 
@@ -125,6 +133,18 @@ struct Scripts {
     revoke_subject: Script,
 }
 
+/// Prefix of an epoch written by `tokenmint store-acknowledge-reset`: instances that found the store reset adopt it.
+const ACKNOWLEDGED: &str = "ack-";
+
+/// The store's epoch as this instance knows it.
+#[derive(Debug, Default)]
+struct Epoch {
+    /// The epoch value this instance serves under; `None` until Redis was first reached.
+    known: Mutex<Option<String>>,
+    /// The store was reset under this instance and nobody has acknowledged it yet.
+    reset: AtomicBool,
+}
+
 /// The Redis-backed store; cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -134,6 +154,8 @@ pub struct RedisStore {
     prefix: Arc<str>,
     timeout: Duration,
     scripts: Arc<Scripts>,
+    epoch: Arc<Epoch>,
+    on_reset: ResetPolicy,
     clock: SharedClock,
 }
 
@@ -164,8 +186,31 @@ async fn deadline<T>(
 
 impl RedisStore {
     /// Prepares the client. Connecting happens on first use and again after failures, so tokenmint starts (and
-    /// reports not-ready) while Redis is down.
+    /// reports not-ready) while Redis is down. Starts the epoch watcher.
     pub async fn open(settings: &RedisSettings, clock: SharedClock) -> Result<Self, StoreError> {
+        let store = Self::connect(settings, clock).await?;
+        match store.check_epoch().await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "redis store not reachable yet; will retry on use")
+            }
+        }
+        store.spawn_epoch_watcher(Duration::from_millis(settings.epoch_check_ms.max(10)));
+        Ok(store)
+    }
+
+    /// Tells every instance on this Redis that its reset is acknowledged: writes a new, acknowledged epoch, which
+    /// each instance adopts at its next check and then serves again.
+    pub async fn acknowledge_reset(settings: &RedisSettings) -> Result<(), StoreError> {
+        let store = Self::connect(settings, std::sync::Arc::new(crate::ttl::SystemClock)).await?;
+        let mut set = redis::cmd("SET");
+        set.arg(store.epoch_key())
+            .arg(format!("{ACKNOWLEDGED}{:032x}", rand::random::<u128>()));
+        let _: () = store.query(set).await?;
+        Ok(())
+    }
+
+    async fn connect(settings: &RedisSettings, clock: SharedClock) -> Result<Self, StoreError> {
         let client = redis::Client::open(settings.url.expose_secret()).map_err(|_| {
             StoreError::Unavailable("store.redis.url is not a valid Redis URL".to_owned())
         })?;
@@ -189,12 +234,127 @@ impl RedisStore {
                 hit: Script::new(HIT),
                 revoke_subject: Script::new(REVOKE_SUBJECT),
             }),
+            epoch: Arc::new(Epoch::default()),
+            on_reset: settings.on_reset,
             clock,
         };
-        if let Err(e) = store.connection().await {
-            tracing::warn!(error = %e, "redis store not reachable yet; will retry on use");
-        }
         Ok(store)
+    }
+
+    fn epoch_key(&self) -> String {
+        self.key("meta", "epoch")
+    }
+
+    /// Checks the epoch key once against what this instance knows (see the module doc).
+    async fn check_epoch(&self) -> Result<(), StoreError> {
+        let mut get = redis::cmd("GET");
+        get.arg(self.epoch_key());
+        let current: Option<String> = self.query(get).await?;
+        let known = self
+            .epoch
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match (known, current) {
+            (Some(known), Some(current)) if known == current => {}
+            (None, Some(current)) => self.adopt(current),
+            (None, None) => {
+                tracing::warn!(
+                    "no store epoch in Redis: this is a new store, or it was emptied before this instance \
+                     started; writing one"
+                );
+                self.create_epoch().await?;
+            }
+            (Some(_), Some(current)) if current.starts_with(ACKNOWLEDGED) => {
+                if self.epoch.reset.swap(false, Ordering::AcqRel) {
+                    tracing::warn!("store reset acknowledged by an operator; serving again");
+                } else {
+                    tracing::error!(
+                        "the store was reset and acknowledged before this instance noticed"
+                    );
+                }
+                self.adopt(current);
+            }
+            (Some(_), current) => {
+                let how = if current.is_none() {
+                    "vanished"
+                } else {
+                    "changed"
+                };
+                match self.on_reset {
+                    ResetPolicy::Continue => {
+                        tracing::error!(
+                            epoch = how,
+                            "the Redis store was reset: replay guards, used tokens and revocations are lost; \
+                             continuing (store.redis.on_reset = \"continue\")"
+                        );
+                        match current {
+                            Some(current) => self.adopt(current),
+                            None => self.create_epoch().await?,
+                        }
+                    }
+                    ResetPolicy::Refuse => {
+                        if !self.epoch.reset.swap(true, Ordering::AcqRel) {
+                            tracing::error!(
+                                epoch = how,
+                                "the Redis store was reset: replay guards, used tokens and revocations are lost; \
+                                 refusing state-dependent requests until `tokenmint store-acknowledge-reset`"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn adopt(&self, epoch: String) {
+        *self.epoch.known.lock().unwrap_or_else(|e| e.into_inner()) = Some(epoch);
+    }
+
+    /// Writes a fresh epoch unless another instance just did, then adopts whichever is there.
+    async fn create_epoch(&self) -> Result<(), StoreError> {
+        let mut set = redis::cmd("SET");
+        set.arg(self.epoch_key())
+            .arg(format!("new-{:032x}", rand::random::<u128>()))
+            .arg("NX");
+        let _: Option<String> = self.query(set).await?;
+        let mut get = redis::cmd("GET");
+        get.arg(self.epoch_key());
+        if let Some(current) = self.query::<Option<String>>(get).await? {
+            self.adopt(current);
+        }
+        Ok(())
+    }
+
+    fn spawn_epoch_watcher(&self, every: Duration) {
+        let store = self.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    // Only this task holds the epoch: every other handle of the store is gone.
+                    if Arc::strong_count(&store.epoch) <= 1 {
+                        break;
+                    }
+                    // An unreachable Redis is reported by the operations themselves.
+                    let _ = store.check_epoch().await;
+                }
+            });
+        }
+    }
+
+    /// Refuses state-dependent operations while an unacknowledged reset stands.
+    fn guard(&self) -> Result<(), StoreError> {
+        if self.epoch.reset.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(
+                "redis store was reset (epoch key vanished or changed); waiting for `tokenmint \
+                 store-acknowledge-reset`"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     async fn connection(&self) -> Result<ConnectionManager, StoreError> {
@@ -219,6 +379,7 @@ impl RedisStore {
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
+        self.guard()?;
         let mut conn = self.connection().await?;
         deadline(self.timeout, invocation.invoke_async(&mut conn)).await
     }
@@ -266,6 +427,7 @@ impl RedisStore {
         key: &RecordKey,
         token: &str,
     ) -> Result<Option<TokenRecord>, StoreError> {
+        self.guard()?;
         let mut get = redis::cmd("GET");
         get.arg(self.key("rec", &key.encoded()));
         let raw: Option<String> = self.query(get).await?;
@@ -356,14 +518,16 @@ impl RedisStore {
     }
 
     pub(super) async fn is_revoked(&self, subject: &str) -> Result<bool, StoreError> {
+        self.guard()?;
         let mut get = redis::cmd("GET");
         get.arg(self.key("rev", subject));
         let until: Option<i64> = self.query(get).await?;
         Ok(until.is_some_and(|until| until > self.clock.now_millis()))
     }
 
+    /// A round trip that also checks the epoch, so readiness turns false the moment a reset is visible.
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = self.query(redis::cmd("PING")).await?;
-        Ok(())
+        self.check_epoch().await?;
+        self.guard()
     }
 }

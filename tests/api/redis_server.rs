@@ -32,17 +32,17 @@ impl RedisServer {
         panic!("redis-server did not start on any of 5 free ports");
     }
 
-    /// Starts a server on `port` (used to bring one back after a stop).
-    pub fn start_on(port: u16) -> Self {
-        Self::try_start_on(port).unwrap_or_else(|| panic!("redis-server did not start on {port}"))
-    }
-
     fn try_start_on(port: u16) -> Option<Self> {
         let tag = format!(
             "tm-{}-{port}-{:x}.rdb",
             std::process::id(),
             rand::random::<u64>()
         );
+        Self::try_start_with(port, tag)
+    }
+
+    fn try_start_with(port: u16, tag: String) -> Option<Self> {
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let child = Command::new("redis-server")
             .args([
                 "--bind",
@@ -56,6 +56,8 @@ impl RedisServer {
                 "--dbfilename",
                 &tag,
             ])
+            .arg("--dir")
+            .arg(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -91,11 +93,38 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    /// Stops the server now.
-    pub fn stop(mut self) -> u16 {
+    /// Saves the data set and stops the server, as a Redis with persistence goes down; [`Stopped::start`]
+    /// brings it back on the same port with the same data.
+    pub fn stop(mut self) -> Stopped {
+        use std::io::{Read, Write};
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 64];
+            if stream.write_all(b"SAVE\r\n").is_ok() {
+                let _ = stream.read(&mut buf);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.port
+        Stopped {
+            port: self.port,
+            tag: std::mem::take(&mut self.tag),
+        }
+    }
+}
+
+/// A server stopped with its data saved.
+pub struct Stopped {
+    port: u16,
+    tag: String,
+}
+
+impl Stopped {
+    /// Starts the server again on its port, with the data it had.
+    pub fn start(self) -> RedisServer {
+        let port = self.port;
+        RedisServer::try_start_with(port, self.tag)
+            .unwrap_or_else(|| panic!("redis-server did not start again on {port}"))
     }
 }
 
@@ -103,5 +132,10 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !self.tag.is_empty() {
+            let _ = std::fs::remove_file(
+                std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(&self.tag),
+            );
+        }
     }
 }

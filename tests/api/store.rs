@@ -32,6 +32,8 @@ pub fn settings(backend: Backend, redis_url: &str) -> StoreSettings {
             url: redis_url.to_owned().into(),
             key_prefix: "tm-test:".to_owned(),
             timeout_ms: 500,
+            on_reset: tokenmint::store::ResetPolicy::Refuse,
+            epoch_check_ms: 1000,
         },
     }
 }

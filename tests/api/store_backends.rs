@@ -110,7 +110,7 @@ async fn an_unreachable_redis_fails_fast_and_the_store_recovers_when_it_returns(
         .expect("opens");
     store.ping().await.expect("up");
 
-    let port = server.stop();
+    let stopped = server.stop();
     // The bound only catches a hang; the configured deadline is 500 ms.
     let outcome = tokio::time::timeout(
         Duration::from_secs(10),
@@ -123,7 +123,7 @@ async fn an_unreachable_redis_fails_fast_and_the_store_recovers_when_it_returns(
         "{outcome:?}"
     );
 
-    let _back = RedisServer::start_on(port);
+    let _back = stopped.start();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match store.remember_once("y", Duration::from_secs(5)).await {
@@ -154,7 +154,7 @@ async fn readyz_follows_the_store_and_routes_answer_503_while_it_is_down() {
     );
     let token = app.mint_ok(KEY_1, &json!({"identity": "alice"})).await["token"].clone();
 
-    let port = server.stop();
+    let stopped = server.stop();
     let ready = app
         .client
         .get(app.url("/readyz"))
@@ -175,7 +175,7 @@ async fn readyz_follows_the_store_and_routes_answer_503_while_it_is_down() {
         .await;
     assert_eq!(mint.status(), StatusCode::OK, "minting needs no store");
 
-    let _back = RedisServer::start_on(port);
+    let _back = stopped.start();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let ready = app

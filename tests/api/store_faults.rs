@@ -1,4 +1,5 @@
-//! The embedded store under faults: a full disk, a corrupt record, an empty or truncated file.
+//! The stores under faults: a full disk, a corrupt record, an empty or truncated file; a Redis that comes back
+//! empty under running instances.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,11 +7,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use serde_json::json;
 use tokenmint::store::{Backend, RecordKey, Store, StoreError};
 use tokenmint::ttl::ManualClock;
 
-use crate::helpers::{settings_with, spawn_app_with, temp_path, TestApp};
-use crate::netease::{call, urlencode, GET_TOKEN, VERIFY};
+use crate::helpers::{
+    assert_error, assert_status, settings_with, spawn_app_with, temp_path, TestApp, KEY_1,
+};
+use crate::netease::{call, get_token, urlencode, GET_TOKEN, VERIFY};
+use crate::redis_server::RedisServer;
 use crate::store::settings;
 
 /// A small tmpfs mounted for one test, unmounted when dropped.
@@ -222,4 +227,130 @@ async fn a_truncated_store_file_is_refused_at_start_up() {
             "a file truncated to {len} bytes does not open as an empty store"
         );
     }
+}
+
+fn flush(url: &str) {
+    let client = redis::Client::open(url).expect("url");
+    let mut connection = client.get_connection().expect("connects");
+    redis::cmd("FLUSHALL")
+        .query::<()>(&mut connection)
+        .expect("flushed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_emptied_under_running_instances_is_refused_until_an_operator_acknowledges() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let env = [
+        ("TOKENMINT_STORE__BACKEND", "redis"),
+        ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
+        ("TOKENMINT_STORE__REDIS__EPOCH_CHECK_MS", "20"),
+    ];
+    let settings = settings_with("", &env);
+    let a = spawn_app_with(settings.clone()).await;
+    let b = spawn_app_with(settings_with("", &env)).await;
+
+    let single = get_token(&a, "uid=1&repeatUse=false").await;
+    let verify_single = format!("uid=1&token={}", urlencode(&single));
+    assert_eq!(call(&a, VERIFY, &verify_single).await["code"], 200);
+    assert_eq!(call(&a, VERIFY, &verify_single).await["code"], 417);
+    let minted = a.mint_ok(KEY_1, &json!({"identity": "alice"})).await;
+    let revoked = minted["token"].as_str().expect("token");
+    let response = a
+        .post_twilio(
+            "/twilio/v1/tokens/revoke",
+            KEY_1,
+            &json!({ "token": revoked }),
+        )
+        .await;
+    assert_status(response, StatusCode::OK).await;
+
+    flush(&url);
+
+    assert_eq!(readyz(&a).await, StatusCode::SERVICE_UNAVAILABLE);
+    let again = call(&a, VERIFY, &verify_single).await;
+    assert_eq!(
+        again["code"], 503,
+        "a used token is not admitted again: {again}"
+    );
+    let response = a
+        .post_twilio(
+            "/twilio/v1/tokens/verify",
+            KEY_1,
+            &json!({ "token": revoked }),
+        )
+        .await;
+    let (code, _) = assert_error(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(
+        code, "store_unavailable",
+        "a revoked token is not reported valid"
+    );
+
+    // b never asks /readyz: its own watcher notices.
+    let mut refused = None;
+    for _ in 0..100 {
+        let answer = call(&b, GET_TOKEN, "uid=2").await;
+        if answer["code"] == 503 {
+            refused = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = refused.expect("the other instance refuses too");
+    assert!(
+        refused["desc"]
+            .as_str()
+            .expect("desc")
+            .contains("unavailable"),
+        "{refused}"
+    );
+    assert_eq!(
+        call(&b, VERIFY, &verify_single).await["code"],
+        503,
+        "nor through the other instance"
+    );
+
+    Store::acknowledge_reset(&settings.store)
+        .await
+        .expect("acknowledged");
+    assert_eq!(readyz(&a).await, StatusCode::OK);
+    let mut serving = false;
+    for _ in 0..100 {
+        if call(&b, GET_TOKEN, "uid=2").await["code"] == 200 {
+            serving = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        serving,
+        "both instances serve again after the acknowledgement"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_reset_continue_an_emptied_redis_is_logged_and_served() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let app = spawn_app_with(settings_with(
+        "",
+        &[
+            ("TOKENMINT_STORE__BACKEND", "redis"),
+            ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
+            ("TOKENMINT_STORE__REDIS__ON_RESET", "continue"),
+        ],
+    ))
+    .await;
+    assert_eq!(call(&app, GET_TOKEN, "uid=1").await["code"], 200);
+    flush(&url);
+    assert_eq!(readyz(&app).await, StatusCode::OK);
+    assert_eq!(call(&app, GET_TOKEN, "uid=1").await["code"], 200);
+}
+
+#[tokio::test]
+async fn acknowledging_a_reset_of_the_embedded_store_is_refused() {
+    let err = Store::acknowledge_reset(&settings(Backend::Embedded, ""))
+        .await
+        .expect_err("nothing to acknowledge");
+    assert!(err.to_string().contains("embedded"), "{err}");
 }

@@ -33,6 +33,8 @@ fn settings(
             url: url.to_owned().into(),
             key_prefix: "tm-bench:".to_owned(),
             timeout_ms: 2000,
+            on_reset: tokenmint::store::ResetPolicy::Refuse,
+            epoch_check_ms: 1000,
         },
     }
 }
