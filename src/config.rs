@@ -275,8 +275,9 @@ pub struct MecloudChannelSettings {
 /// Why configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A layer could not be read or parsed, or a value has the wrong type.
-    #[error("configuration: {0}")]
+    /// A layer could not be read or parsed, or a value has the wrong type. Shown with every quoted value
+    /// redacted: the value may be a secret given in the wrong shape (a string where a table of secrets belongs).
+    #[error("configuration: {}", redact_quoted(&.0.to_string()))]
     Load(#[from] config::ConfigError),
     /// A value is well-formed but breaks a rule.
     #[error("configuration: {key}: {rule}")]
@@ -286,6 +287,30 @@ pub enum ConfigError {
         /// The rule it breaks.
         rule: String,
     },
+}
+
+/// Replaces every double-quoted value in a loader's message (`invalid type: string "…"`, a TOML line quoted back)
+/// with `"[redacted]"`; a quote left open runs to the end of its line. Key names, which the messages put in
+/// backticks, stay.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, line) in message.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let mut parts = line.split('"');
+        out.push_str(parts.next().unwrap_or_default());
+        let mut inside = false;
+        for part in parts {
+            inside = !inside;
+            if inside {
+                out.push_str("\"[redacted]\"");
+            } else {
+                out.push_str(part);
+            }
+        }
+    }
+    out
 }
 
 impl ConfigError {
@@ -849,6 +874,33 @@ mod tests {
         "#;
         let err = load(inline, &[]).expect_err("duplicate");
         assert!(err.to_string().contains("unique"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_given_in_the_wrong_shape_is_not_echoed() {
+        for (name, value) in [
+            ("TOKENMINT_NETEASE__APPS__X__SECRETS", "hunter2-netease-secret"),
+            ("TOKENMINT_TWILIO__ACCOUNTS__X__API_KEYS", "hunter2-twilio-secret"),
+            ("TOKENMINT_MECLOUD__SIGNING_KEYS", "hunter2-signing-secret"),
+            ("TOKENMINT_STORE__REDIS", "redis://:hunter2@redis:6379"),
+        ] {
+            let err = load("", &[(name, value)]).expect_err(name);
+            let message = err.to_string();
+            assert!(!message.contains("hunter2"), "{name}: {message}");
+            assert!(message.contains("for key"), "still names the key: {message}");
+        }
+    }
+
+    #[test]
+    fn quoted_values_are_redacted_and_an_open_quote_runs_to_the_end_of_its_line() {
+        assert_eq!(
+            redact_quoted("invalid type: string \"s3cret\", expected a map for key `a.b`"),
+            "invalid type: string \"[redacted]\", expected a map for key `a.b`"
+        );
+        assert_eq!(
+            redact_quoted("secret = \"s3cret\n^ unterminated"),
+            "secret = \"[redacted]\"\n^ unterminated"
+        );
     }
 
     #[test]
