@@ -25,6 +25,10 @@ pub const DEVELOPMENT_TOML: &str = include_str!("../config/development.toml");
 /// Prefix of the environment variables that override configuration.
 pub const ENV_PREFIX: &str = "TOKENMINT";
 
+/// The largest `server.max_headers`: the HTTP parser takes this many headers, so that past the configured limit
+/// the router, not the parser, answers, in the route's own error shape.
+pub const MAX_HEADERS: usize = 1024;
+
 /// Shortest signing secret accepted in production, in bytes.
 pub const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
 
@@ -79,6 +83,8 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// Largest request body, in bytes.
     pub body_limit_bytes: usize,
+    /// Most request headers accepted (at most [`MAX_HEADERS`]).
+    pub max_headers: usize,
     /// How long in-flight requests may run on after a shutdown signal.
     #[serde(rename = "shutdown_grace_secs", with = "secs")]
     pub shutdown_grace: Duration,
@@ -388,6 +394,12 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "server.request_timeout_secs",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=MAX_HEADERS).contains(&self.server.max_headers) {
+            return Err(ConfigError::invalid(
+                "server.max_headers",
+                format!("must be between 1 and {}", MAX_HEADERS),
             ));
         }
         if self.server.body_limit_bytes == 0 {
@@ -879,15 +891,24 @@ mod tests {
     #[test]
     fn a_secret_given_in_the_wrong_shape_is_not_echoed() {
         for (name, value) in [
-            ("TOKENMINT_NETEASE__APPS__X__SECRETS", "hunter2-netease-secret"),
-            ("TOKENMINT_TWILIO__ACCOUNTS__X__API_KEYS", "hunter2-twilio-secret"),
+            (
+                "TOKENMINT_NETEASE__APPS__X__SECRETS",
+                "hunter2-netease-secret",
+            ),
+            (
+                "TOKENMINT_TWILIO__ACCOUNTS__X__API_KEYS",
+                "hunter2-twilio-secret",
+            ),
             ("TOKENMINT_MECLOUD__SIGNING_KEYS", "hunter2-signing-secret"),
             ("TOKENMINT_STORE__REDIS", "redis://:hunter2@redis:6379"),
         ] {
             let err = load("", &[(name, value)]).expect_err(name);
             let message = err.to_string();
             assert!(!message.contains("hunter2"), "{name}: {message}");
-            assert!(message.contains("for key"), "still names the key: {message}");
+            assert!(
+                message.contains("for key"),
+                "still names the key: {message}"
+            );
         }
     }
 

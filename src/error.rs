@@ -77,6 +77,12 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// 431: more request headers than `server.max_headers`.
+    #[error("the request has more than {limit} headers")]
+    TooManyHeaders {
+        /// The limit.
+        limit: usize,
+    },
     /// 415: the body is not `application/json`.
     #[error("expected a body with Content-Type: application/json")]
     UnsupportedMediaType,
@@ -120,6 +126,7 @@ impl ApiError {
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyHeaders { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -139,6 +146,7 @@ impl ApiError {
             Self::Timeout => "request_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::TooManyHeaders { .. } => "too_many_headers",
             Self::StoreUnavailable => "store_unavailable",
             Self::Internal(_) => "internal_error",
         }

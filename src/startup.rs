@@ -2,17 +2,23 @@
 //!
 //! Build is split from run so tests can bind port 0, read the real address, and then serve.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::config::Settings;
+use crate::config::{Settings, MAX_HEADERS};
 use crate::http::{router, AppState};
 use crate::ttl::{SharedClock, SystemClock};
+
+/// How long a client may take to send a request's headers (slow-loris protection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the application could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -71,33 +77,54 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish for at most
     /// the configured grace period.
+    ///
+    /// hyper's HTTP/1 connections are served here rather than through `axum::serve` for one setting it does
+    /// not expose: hyper answers a request with more headers than its parser takes with a bare 431 of its own,
+    /// before any route sees it. The parser takes [`MAX_HEADERS`]; the router then applies the configured
+    /// `server.max_headers` in each route's own error shape (NetEase's envelope on `/nimserver`).
     pub async fn run_until_stopped<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("shutdown signal received, draining in-flight requests");
-            let _ = signalled_tx.send(());
-        };
-        let serve = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(signal)
-            .into_future();
-        let grace = self.shutdown_grace;
-        tokio::select! {
-            result = serve => result,
-            () = async move {
-                if signalled_rx.await.is_ok() {
-                    tokio::time::sleep(grace).await;
-                } else {
-                    std::future::pending::<()>().await;
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.max_headers(MAX_HEADERS)
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait a moment rather than spin.
+                            tracing::warn!(error = %e, "cannot accept a connection");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let service = TowerToHyperService::new(self.router.clone());
+                    let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
                 }
-            } => {
-                tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period ran out with requests in flight");
-                Ok(())
+                () = &mut shutdown => break,
             }
         }
+        tracing::info!("shutdown signal received, draining in-flight requests");
+        drop(self.listener);
+        let grace = self.shutdown_grace;
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(grace) => {
+                tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period ran out with requests in flight");
+            }
+        }
+        Ok(())
     }
 }
 

@@ -68,6 +68,23 @@ pub async fn deadline(State(state): State<AppState>, request: Request, next: Nex
     }
 }
 
+/// Refuses a request with more headers than `server.max_headers`, in the route's own error shape (hyper's
+/// parser takes more, see `config::MAX_HEADERS`, so this answer is ours to give).
+pub async fn header_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.max_headers;
+    if request.headers().len() <= limit {
+        return next.run(request).await;
+    }
+    if super::is_netease(request.uri()) {
+        crate::providers::netease::NeteaseError::param(format!(
+            "bad http header: more than {limit} headers"
+        ))
+        .into_response()
+    } else {
+        ApiError::TooManyHeaders { limit }.into_response()
+    }
+}
+
 /// Makes the per-request span.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestSpan;

@@ -47,6 +47,8 @@ pub struct Shared {
     pub body_limit: usize,
     /// Per-request deadline.
     pub request_timeout: Duration,
+    /// Most request headers accepted.
+    pub max_headers: usize,
 }
 
 impl Deref for AppState {
@@ -69,6 +71,7 @@ impl AppState {
             clock,
             body_limit: settings.server.body_limit_bytes,
             request_timeout: settings.server.request_timeout,
+            max_headers: settings.server.max_headers,
         })))
     }
 }
@@ -87,6 +90,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::header_limit,
         ))
         .layer(middleware::trace_layer())
         .layer(axum::middleware::from_fn(middleware::request_id))

@@ -682,3 +682,39 @@ async fn a_revocation_is_kept_per_channel() {
     .await;
     assert_eq!(code, "accesstoken_revoked");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Header floods
+
+#[tokio::test]
+async fn a_request_with_too_many_headers_is_answered_in_the_routes_own_shape() {
+    let app = spawn_app().await;
+    let mut headers = auth_headers_for(&app, APP_KEY, SECRET);
+    headers.push(("Content-Type".into(), FORM.into()));
+    for i in 0..150 {
+        headers.push((format!("x-filler-{i}"), "1".to_owned()));
+    }
+    let answer = post_raw(&app, GET_TOKEN, &headers, b"uid=1".to_vec()).await;
+    assert_eq!(answer["code"], 414, "NetEase keeps its envelope: {answer}");
+    assert_eq!(answer["desc"], "bad http header: more than 100 headers");
+
+    let mut request = app
+        .client
+        .post(app.url("/twilio/v1/tokens"))
+        .header("authorization", basic(KEY_1.0, KEY_1.1))
+        .json(&json!({"identity": "alice"}));
+    for i in 0..150 {
+        request = request.header(format!("x-filler-{i}"), "1");
+    }
+    let response = request.send().await.expect("sent");
+    let (code, _) = assert_error(response, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
+    assert_eq!(code, "too_many_headers");
+
+    let mut headers = auth_headers_for(&app, APP_KEY, SECRET);
+    headers.push(("Content-Type".into(), FORM.into()));
+    for i in 0..90 {
+        headers.push((format!("x-filler-{i}"), "1".to_owned()));
+    }
+    let answer = post_raw(&app, GET_TOKEN, &headers, b"uid=1".to_vec()).await;
+    assert_eq!(answer["code"], 200, "within the limit: {answer}");
+}
