@@ -18,9 +18,11 @@
 pub mod config;
 pub mod decimal;
 pub mod error;
+pub mod extract;
 pub mod healthcheck;
 pub mod http;
 pub mod providers;
+pub mod settings;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -213,6 +213,29 @@ impl TtlPolicy {
     }
 }
 
+/// The shared TTL policy, one set of bounds per provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtlSettings {
+    /// Clock skew tolerated when verifying exp and nbf.
+    #[serde(rename = "leeway_secs", with = "crate::settings::secs")]
+    pub leeway: Duration,
+    /// Twilio Access Tokens.
+    #[serde(deserialize_with = "ttl_policy")]
+    pub twilio: TtlPolicy,
+    /// NetEase getToken tokens.
+    #[serde(deserialize_with = "ttl_policy")]
+    pub netease: TtlPolicy,
+    /// MeCloud accesstokens.
+    #[serde(deserialize_with = "ttl_policy")]
+    pub mecloud: TtlPolicy,
+}
+
+fn ttl_policy<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<TtlPolicy, D::Error> {
+    let raw = crate::ttl::TtlBounds::deserialize(deserializer)?;
+    TtlPolicy::try_from(raw).map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,7 +76,7 @@ pub async fn header_limit(State(state): State<AppState>, request: Request, next:
         return next.run(request).await;
     }
     if super::is_netease(request.uri()) {
-        crate::providers::netease::NeteaseError::param(format!(
+        crate::providers::netease::wire::NeteaseError::param(format!(
             "bad http header: more than {limit} headers"
         ))
         .into_response()

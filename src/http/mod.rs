@@ -1,10 +1,11 @@
-//! The HTTP surface: shared state, the router and its middleware stack.
+//! The application layer: composes the providers into one router with the shared middleware stack.
 //!
-//! [`router`] is what the server runs and what tests can call without a socket. Middleware, outermost first:
-//! request id (generated or propagated, echoed), a tracing span per request, the request deadline, the body
-//! limit. Unknown paths and methods are answered in the JSON error shape.
+//! [`router`] is what the server runs and what tests can call without a socket. Each provider brings its own
+//! routes over its own state; this module adds the health probes, the fallbacks and the middleware, outermost
+//! first: request id (generated or propagated, echoed), a tracing span per request, the header limit, the
+//! request deadline, the body limit. Unknown paths and methods are answered in the JSON error shape, or
+//! NetEase's envelope under `/nimserver`.
 
-pub mod extract;
 pub mod health;
 pub mod middleware;
 
@@ -16,32 +17,32 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::providers::mecloud::MecloudProvider;
-use crate::providers::netease::{NeteaseError, NeteaseProvider};
-use crate::providers::twilio::TwilioProvider;
+use crate::extract::BodyLimit;
+use crate::providers::mecloud::{self, MecloudProvider};
+use crate::providers::netease::wire::NeteaseError;
+use crate::providers::netease::{self, NeteaseProvider};
+use crate::providers::twilio::{self, TwilioProvider};
 use crate::store::{Store, StoreError};
 use crate::ttl::SharedClock;
 
-/// State shared by every handler; cheap to clone.
+/// State shared by the application's own handlers and middleware; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Shared>);
 
 /// What [`AppState`] holds.
 #[derive(Debug)]
 pub struct Shared {
-    /// Where every provider reads time from.
-    pub clock: SharedClock,
     /// Twilio-style Access Tokens.
-    pub twilio: TwilioProvider,
+    pub twilio: Arc<TwilioProvider>,
     /// NetEase Yunxin getToken.
-    pub netease: NeteaseProvider,
+    pub netease: Arc<NeteaseProvider>,
     /// MeCloud tokens and accesstokens.
-    pub mecloud: MecloudProvider,
-    /// Server-side token state.
+    pub mecloud: Arc<MecloudProvider>,
+    /// Server-side token state (the readiness probe asks it).
     pub store: Store,
     /// Largest request body, in bytes.
     pub body_limit: usize,
@@ -60,15 +61,30 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Opens the store and builds the providers from validated settings.
+    /// Opens the store and builds the providers from the settings.
     pub async fn new(settings: &Settings, clock: SharedClock) -> Result<Self, StoreError> {
         let store = Store::open(&settings.store, clock.clone()).await?;
+        let ttl = &settings.ttl;
         Ok(Self(Arc::new(Shared {
-            twilio: TwilioProvider::from_settings(settings, clock.clone()),
-            netease: NeteaseProvider::from_settings(settings, clock.clone()),
-            mecloud: MecloudProvider::from_settings(settings, clock.clone()),
+            twilio: Arc::new(TwilioProvider::from_settings(
+                &settings.twilio,
+                ttl,
+                clock.clone(),
+                store.clone(),
+            )),
+            netease: Arc::new(NeteaseProvider::from_settings(
+                &settings.netease,
+                ttl,
+                clock.clone(),
+                store.clone(),
+            )),
+            mecloud: Arc::new(MecloudProvider::from_settings(
+                &settings.mecloud,
+                ttl,
+                clock,
+                store.clone(),
+            )),
             store,
-            clock,
             body_limit: settings.server.body_limit_bytes,
             request_timeout: settings.server.request_timeout,
             max_headers: settings.server.max_headers,
@@ -81,23 +97,24 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
-        .merge(crate::providers::twilio::routes())
-        .merge(crate::providers::netease::routes())
-        .merge(crate::providers::mecloud::routes())
+        .with_state(state.clone())
+        .merge(twilio::router(state.twilio.clone()))
+        .merge(netease::router(state.netease.clone()))
+        .merge(mecloud::router(state.mecloud.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.body_limit))
+        .layer(Extension(BodyLimit(state.body_limit)))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::deadline,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state,
             middleware::header_limit,
         ))
         .layer(middleware::trace_layer())
         .layer(axum::middleware::from_fn(middleware::request_id))
-        .with_state(state)
 }
 
 /// NetEase clients treat any HTTP status but 200 as a transport failure, so `/nimserver` paths keep NetEase's

@@ -167,7 +167,7 @@ pub struct EmbeddedSettings {
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://[:password@]host:port/db`; a secret, since it may carry a password.
-    #[serde(serialize_with = "crate::config::redacted")]
+    #[serde(serialize_with = "crate::settings::redacted")]
     pub url: SecretString,
     /// Prefix of every key.
     pub key_prefix: String,

@@ -11,6 +11,7 @@
 //! everything it signed.
 
 use hkdf::Hkdf;
+use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 
@@ -51,6 +52,20 @@ pub fn accesstoken_key(
     hkdf.expand(&info, &mut key)
         .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
     key
+}
+
+/// The accesstoken's claims.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub(super) iss: String,
+    pub(super) aud: String,
+    /// The randomKey the client chose: who the accesstoken is for.
+    pub(super) sub: String,
+    pub(super) app_id: String,
+    pub(super) key_id: String,
+    pub(super) jti: String,
+    pub(super) iat: i64,
+    pub(super) exp: i64,
 }
 
 #[cfg(test)]

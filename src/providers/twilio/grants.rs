@@ -183,6 +183,19 @@ impl Region {
     }
 }
 
+impl Serialize for Region {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Region {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::try_from(text.as_str()).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The `grants` claim, ready to serialize.
 #[derive(Debug, Clone, Serialize)]
 pub struct Grants {

@@ -84,6 +84,35 @@ impl serde::Serialize for Sid {
     }
 }
 
+/// Deserializers that parse a SID of one kind where settings are read, so a provider only ever sees valid SIDs.
+pub mod de {
+    use serde::{Deserialize, Deserializer};
+
+    use super::{Sid, SidKind};
+
+    fn parse<'de, D: Deserializer<'de>>(deserializer: D, kind: SidKind) -> Result<Sid, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Sid::parse(&text, kind).map_err(serde::de::Error::custom)
+    }
+
+    /// An account SID.
+    pub fn account<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Sid, D::Error> {
+        parse(deserializer, SidKind::Account)
+    }
+
+    /// An API key SID.
+    pub fn api_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Sid, D::Error> {
+        parse(deserializer, SidKind::ApiKey)
+    }
+
+    /// An optional Chat service SID.
+    pub fn chat_service<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Sid>, D::Error> {
+        parse(deserializer, SidKind::ChatService).map(Some)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

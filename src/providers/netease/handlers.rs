@@ -1,0 +1,304 @@
+//! The NetEase routes: authentication (headers, CurTime window, CheckSum, app status, replay guard), then
+//! getToken, verifyToken and revokeToken.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use sha1::{Digest, Sha1};
+use subtle::ConstantTimeEq;
+
+use super::domain::{self, ChannelName, Uid};
+use super::wire::{envelope, AuthHeaders, Code, Form, NeteaseError};
+use super::{token, App, NeteaseProvider, TOKEN_INVALID};
+use crate::extract::BodyLimit;
+use crate::store::{Admission, RecordKey};
+
+/// An authenticated call: the app, the secret whose CheckSum matched, and the form.
+struct Call<'a> {
+    app: &'a App,
+    secret: &'a SecretString,
+    form: Form,
+}
+
+/// Reads the body, then authenticates: headers, CurTime window, CheckSum (constant time, every secret of the
+/// app), app status, replay guard; then parses the form.
+async fn authenticate(
+    provider: &NeteaseProvider,
+    request: Request,
+) -> Result<Call<'_>, NeteaseError> {
+    let limit = BodyLimit::of(&request);
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| NeteaseError::param(format!("body is larger than {limit} bytes")))?;
+    let auth = AuthHeaders::parse(&parts.headers)?;
+    let app = provider
+        .apps
+        .get(auth.app_key)
+        .ok_or(NeteaseError::param("appkey: unknown AppKey"))?;
+    let now = provider.clock.now_secs();
+    let window = i64::try_from(provider.window.as_secs()).unwrap_or(i64::MAX);
+    if (now - auth.cur_time).abs() > window {
+        return Err(NeteaseError::param("CurTime is expired"));
+    }
+    let secret = app
+        .secrets
+        .iter()
+        .find(|secret| {
+            let expected = token::checksum(secret.expose_secret(), auth.nonce, auth.cur_time_text);
+            bool::from(expected.as_bytes().ct_eq(auth.checksum.as_bytes()))
+        })
+        .ok_or(NeteaseError::param("checksum: CheckSum does not match"))?;
+    if !app.enabled {
+        return Err(NeteaseError::forbidden("app is forbidden"));
+    }
+    if provider.replay_guard {
+        // Remember the header set for as long as its CurTime stays acceptable.
+        let until = auth.cur_time.saturating_add(window).saturating_add(1);
+        let ttl = Duration::from_secs(u64::try_from((until - now).max(1)).unwrap_or(1));
+        let key = format!("ne:replay:{}:{}:{}", app.app_key, auth.cur_time, auth.nonce);
+        if !provider.store.remember_once(&key, ttl).await? {
+            return Err(NeteaseError::new(
+                Code::Replayed,
+                "request repeated: this AppKey, Nonce and CurTime were already used",
+            ));
+        }
+    }
+    let form = Form::parse(&parts.headers, &body)?;
+    Ok(Call { app, secret, form })
+}
+
+fn record_key(app: &App, uid: Uid, channel: &str) -> RecordKey {
+    RecordKey {
+        app: app.app_key.clone(),
+        subject: uid.get().to_string(),
+        room: channel.to_owned(),
+    }
+}
+
+/// Tokens tokenmint issued are governed by their store record only; this marker keeps them from passing as
+/// self-computed tokens once their record is gone (replaced, consumed, revoked, or shortened by an extension),
+/// and it marks self-computed tokens revoked. It is keyed by the app and the token's canonical text, so every
+/// spelling of a token is blocked and no app can block another app's token.
+fn blocked_subject(app: &App, canonical: &str) -> String {
+    format!(
+        "ne:nofallback:{}:{}",
+        app.app_key,
+        hex::encode(Sha1::digest(canonical.as_bytes()))
+    )
+}
+
+/// Counts one call against the app's rate limit (a separate counter per kind of call); 416 past it.
+async fn rate_limit(provider: &NeteaseProvider, app: &App, kind: &str) -> Result<(), NeteaseError> {
+    let Some(rate) = &app.rate else {
+        return Ok(());
+    };
+    let decision = provider
+        .store
+        .hit(&format!("ne:{kind}:{}", app.app_key), rate)
+        .await?;
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(NeteaseError::new(
+            Code::RateLimited,
+            format!("frequency control: rate limit exceeded for this app ({kind})"),
+        ))
+    }
+}
+
+pub(super) async fn get_token(
+    State(provider): State<Arc<NeteaseProvider>>,
+    request: Request,
+) -> Response {
+    match issue(&provider, request).await {
+        Ok(token) => envelope(&json!({"code": Code::Ok.as_u16(), "token": token})),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn issue(provider: &NeteaseProvider, request: Request) -> Result<String, NeteaseError> {
+    let call = authenticate(provider, request).await?;
+    let uid = Uid::try_from(call.form.get("uid"))?;
+    let single_use = !domain::repeat_use(call.form.get("repeatUse"))?;
+    let requested = match call.form.get("expireAt") {
+        None | Some("") => None,
+        Some(text) => Some(crate::decimal::parse_i64(text).ok_or_else(|| {
+            NeteaseError::param(format!(
+                "expireAt must be between {} and {} seconds",
+                provider.policy.min(),
+                provider.policy.max()
+            ))
+        })?),
+    };
+    let ttl = provider
+        .policy
+        .resolve(requested)
+        .map_err(|e| NeteaseError::param(e.to_string().replacen("ttl", "expireAt", 1)))?;
+    let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
+    rate_limit(provider, call.app, "rate").await?;
+
+    let now_ms = provider.next_cur_time();
+    let signature = token::signature(
+        &call.app.app_key,
+        uid.get(),
+        now_ms,
+        ttl.as_secs(),
+        channel.as_str(),
+        call.secret.expose_secret(),
+    );
+    let candidate = token::encode(&signature, now_ms, ttl.as_secs());
+    // Mark the candidate as issued by tokenmint in the same breath as it may become a record: both writes are
+    // sent together, so on the embedded store they share one group commit (one transaction: both or neither).
+    // A marker for a candidate that loses to an existing record is harmless and expires with it.
+    let until = now_ms.saturating_add(i64::from(ttl.as_secs()) * 1000);
+    let key = record_key(call.app, uid, channel.as_str());
+    let marker = blocked_subject(call.app, &candidate);
+    let ((), issued) = tokio::try_join!(
+        provider.store.revoke_subject(&marker, until),
+        provider
+            .store
+            .issue_or_extend(&key, &candidate, ttl.as_duration(), single_use),
+    )?;
+    Ok(issued.record.token)
+}
+
+pub(super) async fn verify_token(
+    State(provider): State<Arc<NeteaseProvider>>,
+    request: Request,
+) -> Response {
+    match admit(&provider, request).await {
+        Ok(body) => envelope(&body),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn admit(provider: &NeteaseProvider, request: Request) -> Result<Value, NeteaseError> {
+    let call = authenticate(provider, request).await?;
+    let uid = Uid::try_from(call.form.get("uid"))?;
+    let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
+    let raw = call.form.get("token").unwrap_or_default();
+    if raw.is_empty() {
+        return Err(NeteaseError::param("token is empty"));
+    }
+    // Every spelling of a token is the same token: records and markers are keyed by the canonical text.
+    let presented = token::decode(raw).ok_or(NeteaseError::forbidden(TOKEN_INVALID))?;
+    let token = presented.canonical();
+
+    // A token bound to this room, then one good for any room.
+    let rooms = channel.candidate_rooms();
+    for room in &rooms {
+        match provider
+            .store
+            .use_token(&record_key(call.app, uid, room), &token)
+            .await?
+        {
+            Admission::Admitted(record) => {
+                return Ok(json!({
+                    "code": Code::Ok.as_u16(),
+                    "uid": uid.get(),
+                    "channelName": channel.as_str(),
+                    "boundChannel": !room.is_empty(),
+                    "repeatUse": !record.single_use,
+                    "expiresAt": record.expires_at_ms,
+                    "source": "issued",
+                }))
+            }
+            Admission::AlreadyUsed => {
+                return Err(NeteaseError::new(
+                    Code::AlreadyUsed,
+                    "token was already used (repeatUse=false)",
+                ))
+            }
+            Admission::Revoked => return Err(NeteaseError::forbidden("token was revoked")),
+            Admission::Unknown => {}
+        }
+    }
+    self_computed(provider, &call, uid, &channel, &presented, &token).await
+}
+
+/// Checks a token the app server computed itself: signature, uid, room and lifetime, then that it was neither
+/// issued here (governed by its record) nor revoked.
+async fn self_computed(
+    provider: &NeteaseProvider,
+    call: &Call<'_>,
+    uid: Uid,
+    channel: &ChannelName,
+    decoded: &token::SelfToken,
+    canonical: &str,
+) -> Result<Value, NeteaseError> {
+    let rooms = channel.candidate_rooms();
+    let (room, expires_at) = provider.check_signature(call.app, uid, &rooms, decoded)?;
+    if provider.clock.now_millis() >= expires_at {
+        return Err(NeteaseError::forbidden("token is expired"));
+    }
+    if provider
+        .store
+        .is_revoked(&blocked_subject(call.app, canonical))
+        .await?
+    {
+        return Err(NeteaseError::new(
+            Code::Forbidden,
+            "token is no longer valid (revoked, used or replaced)",
+        ));
+    }
+    Ok(json!({
+        "code": Code::Ok.as_u16(),
+        "uid": uid.get(),
+        "channelName": channel.as_str(),
+        "boundChannel": !room.is_empty(),
+        "repeatUse": true,
+        "expiresAt": expires_at,
+        "source": "self-computed",
+    }))
+}
+
+pub(super) async fn revoke_token(
+    State(provider): State<Arc<NeteaseProvider>>,
+    request: Request,
+) -> Response {
+    match revoke(&provider, request).await {
+        Ok(revoked) => envelope(&json!({"code": Code::Ok.as_u16(), "revoked": revoked})),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Revokes the live token of uid (and channelName); with `token`, also a token the app server computed, until
+/// its expiry. The token must verify for the caller's app, this uid and channelName (so an app revokes only its
+/// own tokens, and nothing is stored for a token that could never pass); it is checked before anything is
+/// written. Revocations count against the app's rate limit like getToken calls, on their own counter.
+async fn revoke(provider: &NeteaseProvider, request: Request) -> Result<bool, NeteaseError> {
+    let call = authenticate(provider, request).await?;
+    let uid = Uid::try_from(call.form.get("uid"))?;
+    let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
+    let blocked = match call.form.get("token").filter(|t| !t.is_empty()) {
+        None => None,
+        Some(raw) => {
+            const NOT_OURS: &str =
+                "token is not a valid token of this app for this uid and channelName";
+            let decoded = token::decode(raw).ok_or(NeteaseError::param(NOT_OURS))?;
+            let (_, expires_at) = provider
+                .check_signature(call.app, uid, &channel.candidate_rooms(), &decoded)
+                .map_err(|_| NeteaseError::param(NOT_OURS))?;
+            Some((blocked_subject(call.app, &decoded.canonical()), expires_at))
+        }
+    };
+    rate_limit(provider, call.app, "revoke-rate").await?;
+    let mut revoked = provider
+        .store
+        .revoke(&record_key(call.app, uid, channel.as_str()))
+        .await?
+        .is_some();
+    if let Some((subject, until)) = blocked {
+        // The lifetime is bounded by the policy (check_signature), so this entry is too.
+        if until > provider.clock.now_millis() {
+            provider.store.revoke_subject(&subject, until).await?;
+            revoked = true;
+        }
+    }
+    Ok(revoked)
+}

@@ -1,0 +1,247 @@
+//! NetEase's wire format: the envelope and its codes, the form body and the four authentication headers.
+//!
+//! Every answer is HTTP 200 with `application/json; charset=utf-8` and `{"code":200,…}` or
+//! `{"code":N,"desc":"…"}`, because NetEase's SDKs treat any other HTTP status as a transport failure and retry.
+
+use std::borrow::Cow;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::domain::DomainError;
+use crate::store::StoreError;
+
+/// NetEase's answer codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// 200: success.
+    Ok = 200,
+    /// 403: forbidden (a disabled app; a token that is invalid, expired or revoked).
+    Forbidden = 403,
+    /// 414: a header or parameter problem.
+    Param = 414,
+    /// 416: frequency control (the app's rate limit).
+    RateLimited = 416,
+    /// 417: a single-use token that was already used.
+    AlreadyUsed = 417,
+    /// 431: the same AppKey + Nonce + CurTime was already seen.
+    Replayed = 431,
+    /// 500: a server fault.
+    ServerError = 500,
+    /// 503: the token store is unreachable, or the request ran past its deadline.
+    Unavailable = 503,
+}
+
+impl Code {
+    /// The number NetEase sends.
+    pub fn as_u16(self) -> u16 {
+        self as u16
+    }
+}
+
+/// A failed NetEase call: its code and desc. Never carries a secret or a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeteaseError {
+    /// NetEase's code.
+    pub code: Code,
+    /// What went wrong.
+    pub desc: Cow<'static, str>,
+}
+
+impl NeteaseError {
+    /// An error with `code`.
+    pub fn new(code: Code, desc: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            desc: desc.into(),
+        }
+    }
+
+    /// A 414 parameter error.
+    pub fn param(desc: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Code::Param, desc)
+    }
+
+    /// A 403.
+    pub fn forbidden(desc: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Code::Forbidden, desc)
+    }
+}
+
+impl From<DomainError> for NeteaseError {
+    fn from(e: DomainError) -> Self {
+        Self::param(e.to_string())
+    }
+}
+
+impl From<StoreError> for NeteaseError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "store unavailable");
+                Self::new(
+                    Code::Unavailable,
+                    "server busy: token store unavailable, retry later",
+                )
+            }
+            StoreError::Corrupt(cause) => {
+                tracing::error!(error = %cause, "store data error");
+                Self::new(Code::ServerError, "server error")
+            }
+        }
+    }
+}
+
+/// NetEase's envelope: always HTTP 200, JSON, UTF-8.
+pub fn envelope(body: &Value) -> Response {
+    let mut response = (StatusCode::OK, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+impl IntoResponse for NeteaseError {
+    fn into_response(self) -> Response {
+        envelope(&json!({"code": self.code.as_u16(), "desc": self.desc}))
+    }
+}
+
+/// The form fields of a request.
+#[derive(Debug, Default)]
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// Checks the Content-Type (`application/x-www-form-urlencoded`, any charset spelling of UTF-8) and decodes
+    /// the body; a field given twice is refused.
+    pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, NeteaseError> {
+        check_content_type(headers)?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| NeteaseError::param("body is not valid UTF-8"))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text).map_err(|_| {
+            NeteaseError::param("body is not a valid form (application/x-www-form-urlencoded)")
+        })?;
+        let mut seen = std::collections::HashSet::new();
+        for (name, _) in &pairs {
+            if !seen.insert(name.as_str()) {
+                return Err(NeteaseError::param(format!(
+                    "{name} is given more than once"
+                )));
+            }
+        }
+        Ok(Self(pairs))
+    }
+
+    /// A field's value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), NeteaseError> {
+    const EXPECTED: &str =
+        "bad http header: Content-Type must be application/x-www-form-urlencoded";
+    // NetEase's own samples send `…;charset=utf-8;` with a trailing `;`, which a strict media-type parser
+    // refuses: tolerate it.
+    let mut headers_without_trailing = HeaderMap::new();
+    if let Some(value) = headers.get(header::CONTENT_TYPE) {
+        let text = value
+            .to_str()
+            .map_err(|_| NeteaseError::param(EXPECTED))?
+            .trim_end()
+            .trim_end_matches(';');
+        let value = HeaderValue::from_str(text).map_err(|_| NeteaseError::param(EXPECTED))?;
+        headers_without_trailing.insert(header::CONTENT_TYPE, value);
+    }
+    let media_type = crate::extract::media_type(&headers_without_trailing)
+        .ok_or(NeteaseError::param(EXPECTED))?;
+    if !(media_type.type_() == mime::APPLICATION
+        && media_type.subtype() == mime::WWW_FORM_URLENCODED)
+    {
+        return Err(NeteaseError::param(EXPECTED));
+    }
+    if let Some(charset) = media_type.get_param(mime::CHARSET) {
+        let charset = charset.as_str();
+        if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
+            return Err(NeteaseError::param(
+                "bad http header: charset must be UTF-8",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The authentication headers of a call.
+#[derive(Debug)]
+pub struct AuthHeaders<'a> {
+    /// `AppKey`.
+    pub app_key: &'a str,
+    /// `Nonce`, 1..=128 characters.
+    pub nonce: &'a str,
+    /// `CurTime` as sent (the CheckSum covers this text).
+    pub cur_time_text: &'a str,
+    /// `CurTime`, seconds.
+    pub cur_time: i64,
+    /// `CheckSum`, lowercased.
+    pub checksum: String,
+}
+
+/// Longest Nonce accepted.
+pub const MAX_NONCE_CHARS: usize = 128;
+
+/// One authentication header: present exactly once (a repeated one would leave it to chance which copy is
+/// checked and which is used), visible ASCII.
+fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, NeteaseError> {
+    let mut values = headers.get_all(name).iter();
+    let value = values
+        .next()
+        .ok_or_else(|| NeteaseError::param(format!("bad http header: {name} is missing")))?;
+    if values.next().is_some() {
+        return Err(NeteaseError::param(format!(
+            "bad http header: {name} is given more than once"
+        )));
+    }
+    value
+        .to_str()
+        .map_err(|_| NeteaseError::param(format!("bad http header: {name} is not visible ASCII")))
+}
+
+impl<'a> AuthHeaders<'a> {
+    /// Reads and checks the format of the four headers.
+    pub fn parse(headers: &'a HeaderMap) -> Result<Self, NeteaseError> {
+        let app_key = header(headers, "AppKey")?;
+        let nonce = header(headers, "Nonce")?;
+        let cur_time_text = header(headers, "CurTime")?;
+        let checksum = header(headers, "CheckSum")?;
+        if nonce.is_empty() || nonce.chars().count() > MAX_NONCE_CHARS {
+            return Err(NeteaseError::param(format!(
+                "bad http header: Nonce must be 1 to {MAX_NONCE_CHARS} characters"
+            )));
+        }
+        // Canonical digits only: the CheckSum covers Nonce + CurTime concatenated, so a leading zero moved from
+        // the Nonce into CurTime would otherwise make a replayed header set look new (see `crate::decimal`).
+        let cur_time = Some(cur_time_text)
+            .filter(|t| t.len() <= 12)
+            .and_then(crate::decimal::parse_i64)
+            .ok_or(NeteaseError::param(
+                "bad http header: CurTime must be Unix time in seconds (digits, no leading zeros)",
+            ))?;
+        if checksum.len() != 40 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(NeteaseError::param(
+                "checksum: CheckSum must be 40 hex digits",
+            ));
+        }
+        Ok(Self {
+            app_key,
+            nonce,
+            cur_time_text,
+            cur_time,
+            checksum: checksum.to_ascii_lowercase(),
+        })
+    }
+}
