@@ -6,6 +6,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::AppState;
+use crate::store::TokenStore;
 
 /// `GET /healthz`: the process is up and answering.
 pub async fn live() -> Json<Value> {

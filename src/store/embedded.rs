@@ -33,6 +33,8 @@ const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
 /// (window start, count, locked until, entry expiry), ms.
 const RATES: TableDefinition<&str, (i64, u32, i64, i64)> = TableDefinition::new("rates");
 const REVOKED: TableDefinition<&str, i64> = TableDefinition::new("revoked");
+/// Tokens issued under a record key (see `Store::was_issued`): `<issued id>` → until, ms.
+const ISSUED: TableDefinition<&str, i64> = TableDefinition::new("issued");
 /// Written by readiness probes while writes are failing, to learn whether they work again.
 const PROBE: TableDefinition<&str, i64> = TableDefinition::new("probe");
 
@@ -119,6 +121,7 @@ fn open_database(path: &Path) -> Result<Database, String> {
         txn.open_table(ONCE).map_err(|e| e.to_string())?;
         txn.open_table(RATES).map_err(|e| e.to_string())?;
         txn.open_table(REVOKED).map_err(|e| e.to_string())?;
+        txn.open_table(ISSUED).map_err(|e| e.to_string())?;
         txn.open_table(PROBE).map_err(|e| e.to_string())?;
     }
     txn.commit().map_err(|e| e.to_string())?;
@@ -279,7 +282,9 @@ impl EmbeddedStore {
         candidate: &str,
         ttl: Duration,
         single_use: bool,
+        mark_issued_until: Option<i64>,
     ) -> Result<Issued, StoreError> {
+        let marker = mark_issued_until.map(|until| (super::issued_id(key, candidate), until));
         let (key, candidate, now) = (key.encoded(), candidate.to_owned(), self.clock.now_millis());
         self.write(move |txn| {
             let mut table = txn.open_table(RECORDS).map_err(storage)?;
@@ -288,7 +293,30 @@ impl EmbeddedStore {
             table
                 .insert(key.as_str(), encode(&issued.record)?.as_slice())
                 .map_err(storage)?;
+            // In the same transaction as the record: no issued token is ever stored without its marker.
+            if let (true, Some((marker, until))) = (issued.created, marker) {
+                txn.open_table(ISSUED)
+                    .map_err(storage)?
+                    .insert(marker.as_str(), until)
+                    .map_err(storage)?;
+            }
             Ok(issued)
+        })
+        .await
+    }
+
+    pub(super) async fn was_issued(
+        &self,
+        key: &RecordKey,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        let (marker, now) = (super::issued_id(key, token), self.clock.now_millis());
+        self.read(move |txn| {
+            let table = txn.open_table(ISSUED).map_err(storage)?;
+            Ok(table
+                .get(marker.as_str())
+                .map_err(storage)?
+                .is_some_and(|until| until.value() > now))
         })
         .await
     }
@@ -390,7 +418,7 @@ impl EmbeddedStore {
         .await
     }
 
-    pub(super) async fn revoke_subject(
+    pub(super) async fn revoke_until(
         &self,
         subject: &str,
         until_ms: i64,
@@ -465,6 +493,11 @@ impl EmbeddedStore {
                 .map_err(storage)?
                 .len()
                 .map_err(storage)?;
+            total += txn
+                .open_table(ISSUED)
+                .map_err(storage)?
+                .len()
+                .map_err(storage)?;
             Ok(total)
         })
         .await
@@ -483,7 +516,7 @@ fn purge(txn: &WriteTransaction, now: i64) -> Result<usize, OpError> {
             })
             .map_err(storage)?;
     }
-    for table_def in [ONCE, REVOKED] {
+    for table_def in [ONCE, REVOKED, ISSUED] {
         let mut table = txn.open_table(table_def).map_err(storage)?;
         table
             .retain(|_, until| {

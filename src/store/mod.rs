@@ -11,6 +11,7 @@
 pub mod embedded;
 pub mod redis;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -197,6 +198,79 @@ pub enum ResetPolicy {
     Continue,
 }
 
+/// The store contract: server-side token state, every operation atomic under concurrency, time from the injected
+/// clock. Both backends implement it and one conformance suite (`tests/api/store.rs`) proves each behaviour on
+/// both; [`Store`] is the configured one.
+pub trait TokenStore: Send + Sync {
+    /// Returns the live record for `key`, extending its expiry to now + `ttl` and updating `single_use`; or, when
+    /// there is none, stores `candidate` as a new record, and with `mark_issued_until` remembers it as issued
+    /// under `key` until then ([`TokenStore::was_issued`]), in the same atomic step. One live token per key,
+    /// however many callers race.
+    fn issue_or_extend(
+        &self,
+        key: &RecordKey,
+        candidate: &str,
+        ttl: Duration,
+        single_use: bool,
+        mark_issued_until: Option<i64>,
+    ) -> impl Future<Output = Result<Issued, StoreError>> + Send;
+
+    /// Whether `token` was issued as a record of `key` (with `mark_issued_until`) and that time has not passed.
+    fn was_issued(
+        &self,
+        key: &RecordKey,
+        token: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The record for `key` if it holds `token` and has not expired (in whatever state).
+    fn lookup(
+        &self,
+        key: &RecordKey,
+        token: &str,
+    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+
+    /// Uses `token` for `key`: admits a live token and atomically consumes it when it is single-use, so exactly
+    /// one of many racing callers is admitted.
+    fn use_token(
+        &self,
+        key: &RecordKey,
+        token: &str,
+    ) -> impl Future<Output = Result<Admission, StoreError>> + Send;
+
+    /// Revokes the live record of `key`; returns it (now revoked), or `None` when there was none.
+    fn revoke(
+        &self,
+        key: &RecordKey,
+    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+
+    /// Records `key` for `ttl`; returns `true` the first time, `false` while it is remembered (replay guard).
+    fn remember_once(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Counts one event for `key` under `limit`.
+    fn hit(
+        &self,
+        key: &str,
+        limit: &RateLimit,
+    ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send;
+
+    /// Marks the token identified by `id` revoked until `until_ms`, the token's own expiry.
+    fn revoke_until(
+        &self,
+        id: &str,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether the token identified by `id` is revoked now.
+    fn is_revoked(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Checks the backend can serve.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// The store, one of the backends.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -204,15 +278,6 @@ pub enum Store {
     Embedded(embedded::EmbeddedStore),
     /// Redis.
     Redis(Box<redis::RedisStore>),
-}
-
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Store::Embedded($store) => $call.await,
-            Store::Redis($store) => $call.await,
-        }
-    };
 }
 
 impl Store {
@@ -228,58 +293,6 @@ impl Store {
         })
     }
 
-    /// Returns the live record for `key`, extending its expiry to now + `ttl` and updating `single_use`; or, when
-    /// there is none, stores `candidate` as a new record. One live token per key, however many callers race.
-    pub async fn issue_or_extend(
-        &self,
-        key: &RecordKey,
-        candidate: &str,
-        ttl: Duration,
-        single_use: bool,
-    ) -> Result<Issued, StoreError> {
-        dispatch!(self, s => s.issue_or_extend(key, candidate, ttl, single_use))
-    }
-
-    /// The record for `key` if it holds `token` and has not expired (in whatever state).
-    pub async fn lookup(
-        &self,
-        key: &RecordKey,
-        token: &str,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        dispatch!(self, s => s.lookup(key, token))
-    }
-
-    /// Uses `token` for `key`: admits a live token and atomically consumes it when it is single-use, so exactly
-    /// one of many racing callers is admitted.
-    pub async fn use_token(&self, key: &RecordKey, token: &str) -> Result<Admission, StoreError> {
-        dispatch!(self, s => s.use_token(key, token))
-    }
-
-    /// Revokes the live record of `key`; returns it (now revoked), or `None` when there was none.
-    pub async fn revoke(&self, key: &RecordKey) -> Result<Option<TokenRecord>, StoreError> {
-        dispatch!(self, s => s.revoke(key))
-    }
-
-    /// Records `key` for `ttl`; returns `true` the first time, `false` while it is remembered (replay guard).
-    pub async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.remember_once(key, ttl))
-    }
-
-    /// Counts one event for `key` under `limit`.
-    pub async fn hit(&self, key: &str, limit: &RateLimit) -> Result<RateDecision, StoreError> {
-        dispatch!(self, s => s.hit(key, limit))
-    }
-
-    /// Marks `subject` (a token id) revoked until `until_ms`, its natural expiry.
-    pub async fn revoke_subject(&self, subject: &str, until_ms: i64) -> Result<(), StoreError> {
-        dispatch!(self, s => s.revoke_subject(subject, until_ms))
-    }
-
-    /// Whether `subject` is revoked now.
-    pub async fn is_revoked(&self, subject: &str) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.is_revoked(subject))
-    }
-
     /// Acknowledges a reset of the Redis store configured in `settings`, so every instance serves again (see
     /// [`redis`]). The embedded store has nothing to acknowledge.
     pub async fn acknowledge_reset(settings: &StoreSettings) -> Result<(), StoreError> {
@@ -291,11 +304,138 @@ impl Store {
             )),
         }
     }
+}
 
-    /// Checks the backend answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.ping())
+/// Each backend implements the contract with inherent methods; this forwards the trait to them.
+macro_rules! forward {
+    ($backend:ty) => {
+        impl TokenStore for $backend {
+            async fn issue_or_extend(
+                &self,
+                key: &RecordKey,
+                candidate: &str,
+                ttl: Duration,
+                single_use: bool,
+                mark_issued_until: Option<i64>,
+            ) -> Result<Issued, StoreError> {
+                <$backend>::issue_or_extend(
+                    self,
+                    key,
+                    candidate,
+                    ttl,
+                    single_use,
+                    mark_issued_until,
+                )
+                .await
+            }
+            async fn was_issued(&self, key: &RecordKey, token: &str) -> Result<bool, StoreError> {
+                <$backend>::was_issued(self, key, token).await
+            }
+            async fn lookup(
+                &self,
+                key: &RecordKey,
+                token: &str,
+            ) -> Result<Option<TokenRecord>, StoreError> {
+                <$backend>::lookup(self, key, token).await
+            }
+            async fn use_token(
+                &self,
+                key: &RecordKey,
+                token: &str,
+            ) -> Result<Admission, StoreError> {
+                <$backend>::use_token(self, key, token).await
+            }
+            async fn revoke(&self, key: &RecordKey) -> Result<Option<TokenRecord>, StoreError> {
+                <$backend>::revoke(self, key).await
+            }
+            async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+                <$backend>::remember_once(self, key, ttl).await
+            }
+            async fn hit(&self, key: &str, limit: &RateLimit) -> Result<RateDecision, StoreError> {
+                <$backend>::hit(self, key, limit).await
+            }
+            async fn revoke_until(&self, id: &str, until_ms: i64) -> Result<(), StoreError> {
+                <$backend>::revoke_until(self, id, until_ms).await
+            }
+            async fn is_revoked(&self, id: &str) -> Result<bool, StoreError> {
+                <$backend>::is_revoked(self, id).await
+            }
+            async fn ping(&self) -> Result<(), StoreError> {
+                <$backend>::ping(self).await
+            }
+        }
+    };
+}
+
+forward!(embedded::EmbeddedStore);
+forward!(redis::RedisStore);
+
+/// One `match` per operation: the configured backend does it.
+macro_rules! dispatch {
+    ($self:ident, $op:ident($($arg:expr),*)) => {
+        match $self {
+            Store::Embedded(s) => TokenStore::$op(s, $($arg),*).await,
+            Store::Redis(s) => TokenStore::$op(s.as_ref(), $($arg),*).await,
+        }
+    };
+}
+
+impl TokenStore for Store {
+    async fn issue_or_extend(
+        &self,
+        key: &RecordKey,
+        candidate: &str,
+        ttl: Duration,
+        single_use: bool,
+        mark_issued_until: Option<i64>,
+    ) -> Result<Issued, StoreError> {
+        dispatch!(
+            self,
+            issue_or_extend(key, candidate, ttl, single_use, mark_issued_until)
+        )
     }
+    async fn was_issued(&self, key: &RecordKey, token: &str) -> Result<bool, StoreError> {
+        dispatch!(self, was_issued(key, token))
+    }
+    async fn lookup(
+        &self,
+        key: &RecordKey,
+        token: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        dispatch!(self, lookup(key, token))
+    }
+    async fn use_token(&self, key: &RecordKey, token: &str) -> Result<Admission, StoreError> {
+        dispatch!(self, use_token(key, token))
+    }
+    async fn revoke(&self, key: &RecordKey) -> Result<Option<TokenRecord>, StoreError> {
+        dispatch!(self, revoke(key))
+    }
+    async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        dispatch!(self, remember_once(key, ttl))
+    }
+    async fn hit(&self, key: &str, limit: &RateLimit) -> Result<RateDecision, StoreError> {
+        dispatch!(self, hit(key, limit))
+    }
+    async fn revoke_until(&self, id: &str, until_ms: i64) -> Result<(), StoreError> {
+        dispatch!(self, revoke_until(id, until_ms))
+    }
+    async fn is_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        dispatch!(self, is_revoked(id))
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, ping())
+    }
+}
+
+/// A token's digest, hex: what markers are keyed by, so no token text is used as a key.
+pub(crate) fn token_digest(token: &str) -> String {
+    use sha1::Digest;
+    hex::encode(sha1::Sha1::digest(token.as_bytes()))
+}
+
+/// The issued marker of `token` under `key`: the fixed-length digest first, so the pair is unambiguous.
+pub(crate) fn issued_id(key: &RecordKey, token: &str) -> String {
+    format!("{}:{}", token_digest(token), key.encoded())
 }
 
 /// Milliseconds of a duration, saturating.

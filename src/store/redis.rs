@@ -28,7 +28,9 @@ use super::{
 };
 use crate::ttl::SharedClock;
 
-/// Issue-or-extend. KEYS[1] record; ARGV: candidate record JSON, now ms, new expiry ms, single_use ("1"/"0").
+/// Issue-or-extend. KEYS[1] record, KEYS[2] the candidate's issued marker (same hash slot); ARGV: candidate
+/// record JSON, now ms, new expiry ms, single_use ("1"/"0"), the candidate's issued marker expiry in ms (0: none).
+/// The record and its marker are written in one script, so neither exists without the other.
 const ISSUE: &str = r#"
 local now = tonumber(ARGV[2])
 local exp = tonumber(ARGV[3])
@@ -44,16 +46,24 @@ if raw then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', math.max(exp - now, 1))
+local mark = tonumber(ARGV[5])
+if mark > now then
+  redis.call('SET', KEYS[2], mark, 'PX', mark - now)
+end
 return {1, ARGV[1]}
 "#;
 
-/// Use a token. KEYS[1] record; ARGV: token, now ms. Returns {status, record}.
+/// Use a token. KEYS[1] record; ARGV: SHA-1 of the token (hex), now ms. Returns {status, record}.
+///
+/// Lua's string comparison stops at the first differing byte. Comparing SHA-1 digests instead of the tokens
+/// themselves means its timing can tell at most how much of a digest an attacker's guess shares, which says
+/// nothing about the stored token.
 const USE: &str = r#"
 local now = tonumber(ARGV[2])
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'unknown', ''} end
 local r = cjson.decode(raw)
-if r.expires_at_ms <= now or r.token ~= ARGV[1] then return {'unknown', ''} end
+if r.expires_at_ms <= now or redis.sha1hex(r.token) ~= ARGV[1] then return {'unknown', ''} end
 if r.state == 'revoked' then return {'revoked', ''} end
 if r.state == 'consumed' then return {'used', ''} end
 if r.single_use then
@@ -375,6 +385,12 @@ impl RedisStore {
         format!("{}{{{kind}:{id}}}", self.prefix)
     }
 
+    /// A token's issued marker: the record's key (so the same hash slot) plus the token's digest.
+    fn issued_key(&self, key: &RecordKey, token: &str) -> String {
+        let record = self.key("rec", &key.encoded());
+        format!("{record}:issued:{}", super::token_digest(token))
+    }
+
     async fn run<T: redis::FromRedisValue>(
         &self,
         invocation: redis::ScriptInvocation<'_>,
@@ -396,6 +412,7 @@ impl RedisStore {
         candidate: &str,
         ttl: Duration,
         single_use: bool,
+        mark_issued_until: Option<i64>,
     ) -> Result<Issued, StoreError> {
         let now = self.clock.now_millis();
         let fresh = TokenRecord {
@@ -410,10 +427,12 @@ impl RedisStore {
         let mut invocation = self.scripts.issue.prepare_invoke();
         invocation
             .key(self.key("rec", &key.encoded()))
+            .key(self.issued_key(key, candidate))
             .arg(fresh_json)
             .arg(now)
             .arg(fresh.expires_at_ms)
-            .arg(if single_use { "1" } else { "0" });
+            .arg(if single_use { "1" } else { "0" })
+            .arg(mark_issued_until.unwrap_or(0));
         let (created, json): (i64, String) = self.run(invocation).await?;
         let record = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(Issued {
@@ -446,7 +465,7 @@ impl RedisStore {
         let mut invocation = self.scripts.use_token.prepare_invoke();
         invocation
             .key(self.key("rec", &key.encoded()))
-            .arg(token)
+            .arg(super::token_digest(token))
             .arg(self.clock.now_millis());
         let (status, raw): (String, String) = self.run(invocation).await?;
         Ok(match status.as_str() {
@@ -503,7 +522,19 @@ impl RedisStore {
         })
     }
 
-    pub(super) async fn revoke_subject(
+    pub(super) async fn was_issued(
+        &self,
+        key: &RecordKey,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        self.guard()?;
+        let mut get = redis::cmd("GET");
+        get.arg(self.issued_key(key, token));
+        let until: Option<i64> = self.query(get).await?;
+        Ok(until.is_some_and(|until| until > self.clock.now_millis()))
+    }
+
+    pub(super) async fn revoke_until(
         &self,
         subject: &str,
         until_ms: i64,

@@ -4,17 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokenmint::store::embedded::EmbeddedStore;
+use tokenmint::store::redis::RedisStore;
 use tokenmint::store::{
-    Admission, Backend, EmbeddedSettings, RateLimit, RecordKey, RecordState, RedisSettings, Store,
-    StoreSettings,
+    Admission, Backend, EmbeddedSettings, RateLimit, RecordKey, RecordState, RedisSettings,
+    StoreSettings, TokenStore,
 };
 use tokenmint::ttl::{Clock, ManualClock};
 
 use crate::helpers::temp_path;
 use crate::redis_server::RedisServer;
 
-pub struct Harness {
-    pub store: Store,
+/// A backend under test, on a manual clock.
+pub struct Harness<S> {
+    pub store: S,
     pub clock: Arc<ManualClock>,
     _redis: Option<RedisServer>,
 }
@@ -38,11 +41,10 @@ pub fn settings(backend: Backend, redis_url: &str) -> StoreSettings {
     }
 }
 
-impl Harness {
+impl Harness<EmbeddedStore> {
     pub async fn embedded() -> Self {
         let clock = ManualClock::at_millis(1_800_000_000_000);
-        let store = Store::open(&settings(Backend::Embedded, ""), clock.clone())
-            .await
+        let store = EmbeddedStore::open(&settings(Backend::Embedded, "").embedded, clock.clone())
             .expect("opens");
         Self {
             store,
@@ -50,13 +52,18 @@ impl Harness {
             _redis: None,
         }
     }
+}
 
+impl Harness<RedisStore> {
     pub async fn redis() -> Self {
         let server = RedisServer::start();
         let clock = ManualClock::at_millis(1_800_000_000_000);
-        let store = Store::open(&settings(Backend::Redis, &server.url()), clock.clone())
-            .await
-            .expect("opens");
+        let store = RedisStore::open(
+            &settings(Backend::Redis, &server.url()).redis,
+            clock.clone(),
+        )
+        .await
+        .expect("opens");
         Self {
             store,
             clock,
@@ -75,10 +82,12 @@ fn key(uid: &str, room: &str) -> RecordKey {
 
 const TEN_S: Duration = Duration::from_secs(10);
 
-async fn issue_or_extend_returns_the_same_token_and_extends_its_expiry(h: &Harness) {
+async fn issue_or_extend_returns_the_same_token_and_extends_its_expiry(
+    h: &Harness<impl TokenStore + Clone + 'static>,
+) {
     let first = h
         .store
-        .issue_or_extend(&key("1", "r"), "tok-a", TEN_S, false)
+        .issue_or_extend(&key("1", "r"), "tok-a", TEN_S, false, None)
         .await
         .expect("issue");
     assert!(first.created);
@@ -87,7 +96,7 @@ async fn issue_or_extend_returns_the_same_token_and_extends_its_expiry(h: &Harne
     h.clock.advance(Duration::from_secs(5));
     let again = h
         .store
-        .issue_or_extend(&key("1", "r"), "tok-b", Duration::from_secs(60), true)
+        .issue_or_extend(&key("1", "r"), "tok-b", Duration::from_secs(60), true, None)
         .await
         .expect("extend");
     assert!(!again.created, "a live record is reused");
@@ -102,21 +111,21 @@ async fn issue_or_extend_returns_the_same_token_and_extends_its_expiry(h: &Harne
 
     let other_room = h
         .store
-        .issue_or_extend(&key("1", "r2"), "tok-c", TEN_S, false)
+        .issue_or_extend(&key("1", "r2"), "tok-c", TEN_S, false, None)
         .await
         .expect("issue");
     assert!(other_room.created, "another room is another key");
     let no_room = h
         .store
-        .issue_or_extend(&key("1", ""), "tok-d", TEN_S, false)
+        .issue_or_extend(&key("1", ""), "tok-d", TEN_S, false, None)
         .await
         .expect("issue");
     assert_eq!(no_room.record.token, "tok-d");
 }
 
-async fn records_expire_exactly_at_their_boundary(h: &Harness) {
+async fn records_expire_exactly_at_their_boundary(h: &Harness<impl TokenStore + Clone + 'static>) {
     h.store
-        .issue_or_extend(&key("2", "r"), "tok-a", TEN_S, false)
+        .issue_or_extend(&key("2", "r"), "tok-a", TEN_S, false, None)
         .await
         .expect("issue");
     h.clock.advance(TEN_S - Duration::from_millis(1));
@@ -154,7 +163,7 @@ async fn records_expire_exactly_at_their_boundary(h: &Harness) {
     );
     let next = h
         .store
-        .issue_or_extend(&key("2", "r"), "tok-b", TEN_S, false)
+        .issue_or_extend(&key("2", "r"), "tok-b", TEN_S, false, None)
         .await
         .expect("issue");
     assert!(next.created);
@@ -164,9 +173,9 @@ async fn records_expire_exactly_at_their_boundary(h: &Harness) {
     );
 }
 
-async fn lookup_requires_the_matching_token(h: &Harness) {
+async fn lookup_requires_the_matching_token(h: &Harness<impl TokenStore + Clone + 'static>) {
     h.store
-        .issue_or_extend(&key("3", ""), "tok-a", TEN_S, false)
+        .issue_or_extend(&key("3", ""), "tok-a", TEN_S, false, None)
         .await
         .expect("issue");
     let found = h
@@ -190,9 +199,9 @@ async fn lookup_requires_the_matching_token(h: &Harness) {
         .is_none());
 }
 
-async fn a_single_use_token_is_admitted_once(h: &Harness) {
+async fn a_single_use_token_is_admitted_once(h: &Harness<impl TokenStore + Clone + 'static>) {
     h.store
-        .issue_or_extend(&key("5", "r"), "once", TEN_S, true)
+        .issue_or_extend(&key("5", "r"), "once", TEN_S, true, None)
         .await
         .expect("issue");
     assert!(matches!(
@@ -211,7 +220,7 @@ async fn a_single_use_token_is_admitted_once(h: &Harness) {
     );
     let fresh = h
         .store
-        .issue_or_extend(&key("5", "r"), "twice", TEN_S, true)
+        .issue_or_extend(&key("5", "r"), "twice", TEN_S, true, None)
         .await
         .expect("issue");
     assert!(
@@ -220,7 +229,7 @@ async fn a_single_use_token_is_admitted_once(h: &Harness) {
     );
 
     h.store
-        .issue_or_extend(&key("6", "r"), "many", TEN_S, false)
+        .issue_or_extend(&key("6", "r"), "many", TEN_S, false, None)
         .await
         .expect("issue");
     for _ in 0..3 {
@@ -234,9 +243,9 @@ async fn a_single_use_token_is_admitted_once(h: &Harness) {
     }
 }
 
-async fn a_revoked_record_is_never_served_again(h: &Harness) {
+async fn a_revoked_record_is_never_served_again(h: &Harness<impl TokenStore + Clone + 'static>) {
     h.store
-        .issue_or_extend(&key("7", "r"), "tok-a", TEN_S, false)
+        .issue_or_extend(&key("7", "r"), "tok-a", TEN_S, false, None)
         .await
         .expect("issue");
     let revoked = h
@@ -264,7 +273,7 @@ async fn a_revoked_record_is_never_served_again(h: &Harness) {
     );
     let next = h
         .store
-        .issue_or_extend(&key("7", "r"), "tok-b", TEN_S, false)
+        .issue_or_extend(&key("7", "r"), "tok-b", TEN_S, false, None)
         .await
         .expect("issue");
     assert!(next.created);
@@ -282,7 +291,9 @@ async fn a_revoked_record_is_never_served_again(h: &Harness) {
     );
 }
 
-async fn remember_once_reports_repeats_until_the_ttl_ends(h: &Harness) {
+async fn remember_once_reports_repeats_until_the_ttl_ends(
+    h: &Harness<impl TokenStore + Clone + 'static>,
+) {
     assert!(h.store.remember_once("nonce-1", TEN_S).await.expect("once"));
     assert!(!h.store.remember_once("nonce-1", TEN_S).await.expect("once"));
     assert!(h.store.remember_once("nonce-2", TEN_S).await.expect("once"));
@@ -298,7 +309,7 @@ async fn remember_once_reports_repeats_until_the_ttl_ends(h: &Harness) {
     );
 }
 
-async fn rate_windows_count_and_lock_out(h: &Harness) {
+async fn rate_windows_count_and_lock_out(h: &Harness<impl TokenStore + Clone + 'static>) {
     let limit = RateLimit {
         limit: 3,
         window: Duration::from_secs(60),
@@ -341,7 +352,9 @@ async fn rate_windows_count_and_lock_out(h: &Harness) {
     );
 }
 
-async fn a_window_without_lockout_resets_at_its_end(h: &Harness) {
+async fn a_window_without_lockout_resets_at_its_end(
+    h: &Harness<impl TokenStore + Clone + 'static>,
+) {
     let limit = RateLimit {
         limit: 1,
         window: Duration::from_secs(10),
@@ -353,13 +366,10 @@ async fn a_window_without_lockout_resets_at_its_end(h: &Harness) {
     assert!(h.store.hit("w", &limit).await.expect("hit").allowed);
 }
 
-async fn subjects_stay_revoked_until_their_expiry(h: &Harness) {
+async fn subjects_stay_revoked_until_their_expiry(h: &Harness<impl TokenStore + Clone + 'static>) {
     let until = h.clock.now_millis() + 10_000;
     assert!(!h.store.is_revoked("jti-1").await.expect("check"));
-    h.store
-        .revoke_subject("jti-1", until)
-        .await
-        .expect("revoke");
+    h.store.revoke_until("jti-1", until).await.expect("revoke");
     assert!(h.store.is_revoked("jti-1").await.expect("check"));
     h.clock.advance(TEN_S - Duration::from_millis(1));
     assert!(h.store.is_revoked("jti-1").await.expect("check"));
@@ -370,9 +380,11 @@ async fn subjects_stay_revoked_until_their_expiry(h: &Harness) {
     );
 }
 
-async fn sixty_four_racing_uses_of_a_single_use_token_admit_exactly_one(h: &Harness) {
+async fn sixty_four_racing_uses_of_a_single_use_token_admit_exactly_one(
+    h: &Harness<impl TokenStore + Clone + 'static>,
+) {
     h.store
-        .issue_or_extend(&key("race", "r"), "one-shot", TEN_S, true)
+        .issue_or_extend(&key("race", "r"), "one-shot", TEN_S, true, None)
         .await
         .expect("issue");
     let tasks: Vec<_> = (0..64)
@@ -397,13 +409,21 @@ async fn sixty_four_racing_uses_of_a_single_use_token_admit_exactly_one(h: &Harn
     assert_eq!(admitted, 1);
 }
 
-async fn sixty_four_racing_issues_on_one_key_agree_on_one_token(h: &Harness) {
+async fn sixty_four_racing_issues_on_one_key_agree_on_one_token(
+    h: &Harness<impl TokenStore + Clone + 'static>,
+) {
     let tasks: Vec<_> = (0..64)
         .map(|i| {
             let store = h.store.clone();
             tokio::spawn(async move {
                 store
-                    .issue_or_extend(&key("race2", "r"), &format!("candidate-{i}"), TEN_S, false)
+                    .issue_or_extend(
+                        &key("race2", "r"),
+                        &format!("candidate-{i}"),
+                        TEN_S,
+                        false,
+                        None,
+                    )
                     .await
                     .expect("issue")
             })
@@ -420,7 +440,58 @@ async fn sixty_four_racing_issues_on_one_key_agree_on_one_token(h: &Harness) {
     assert_eq!(created, 1);
 }
 
-async fn ping_answers(h: &Harness) {
+async fn an_issued_token_is_marked_with_its_record_until_the_given_time(
+    h: &Harness<impl TokenStore + Clone + 'static>,
+) {
+    let until = h.clock.now_millis() + 20_000;
+    let first = h
+        .store
+        .issue_or_extend(&key("m", "r"), "tok-m", TEN_S, false, Some(until))
+        .await
+        .expect("issue");
+    assert!(first.created);
+    assert!(h
+        .store
+        .was_issued(&key("m", "r"), "tok-m")
+        .await
+        .expect("read"));
+    let lost = h
+        .store
+        .issue_or_extend(&key("m", "r"), "tok-lost", TEN_S, false, Some(until))
+        .await
+        .expect("issue");
+    assert_eq!(lost.record.token, "tok-m");
+    assert!(
+        !h.store
+            .was_issued(&key("m", "r"), "tok-lost")
+            .await
+            .expect("read"),
+        "a candidate that lost to a live record was never issued"
+    );
+    assert!(
+        !h.store
+            .was_issued(&key("m", "other"), "tok-m")
+            .await
+            .expect("read"),
+        "markers belong to their record's key"
+    );
+    h.clock.advance(TEN_S);
+    assert!(
+        h.store
+            .was_issued(&key("m", "r"), "tok-m")
+            .await
+            .expect("read"),
+        "the marker outlives the record, up to the time given"
+    );
+    h.clock.advance(TEN_S);
+    assert!(!h
+        .store
+        .was_issued(&key("m", "r"), "tok-m")
+        .await
+        .expect("read"));
+}
+
+async fn ping_answers(h: &Harness<impl TokenStore + Clone + 'static>) {
     h.store.ping().await.expect("ping");
 }
 
@@ -459,5 +530,6 @@ conformance!(
     subjects_stay_revoked_until_their_expiry,
     sixty_four_racing_uses_of_a_single_use_token_admit_exactly_one,
     sixty_four_racing_issues_on_one_key_agree_on_one_token,
+    an_issued_token_is_marked_with_its_record_until_the_given_time,
     ping_answers,
 );

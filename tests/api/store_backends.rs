@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenmint::store::{Admission, Backend, RecordKey, Store};
+use tokenmint::store::{Admission, Backend, RecordKey, Store, TokenStore};
 use tokenmint::ttl::ManualClock;
 
 use crate::helpers::{assert_status, basic, spawn_on_redis, temp_path, KEY_1};
@@ -23,9 +23,7 @@ fn key(uid: &str) -> RecordKey {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_purge_removes_expired_entries_so_storage_tracks_live_ones() {
     let h = Harness::embedded().await;
-    let Store::Embedded(embedded) = &h.store else {
-        unreachable!("embedded harness")
-    };
+    let embedded = &h.store;
     for uid in 0..20 {
         h.store
             .issue_or_extend(
@@ -33,6 +31,7 @@ async fn embedded_purge_removes_expired_entries_so_storage_tracks_live_ones() {
                 &format!("t{uid}"),
                 Duration::from_secs(10),
                 false,
+                None,
             )
             .await
             .expect("issue");
@@ -42,11 +41,11 @@ async fn embedded_purge_removes_expired_entries_so_storage_tracks_live_ones() {
         .await
         .expect("once");
     h.store
-        .revoke_subject("s", 1_800_000_010_000)
+        .revoke_until("s", 1_800_000_010_000)
         .await
         .expect("revoke");
     h.store
-        .issue_or_extend(&key("long"), "long", Duration::from_secs(3600), false)
+        .issue_or_extend(&key("long"), "long", Duration::from_secs(3600), false, None)
         .await
         .expect("issue");
     assert_eq!(embedded.stored_entries().await.expect("count"), 23);
@@ -72,11 +71,11 @@ async fn two_stores_sharing_one_redis_see_each_others_records() {
         .expect("b");
 
     let issued = a
-        .issue_or_extend(&key("1"), "from-a", Duration::from_secs(60), true)
+        .issue_or_extend(&key("1"), "from-a", Duration::from_secs(60), true, None)
         .await
         .expect("issue");
     let again = b
-        .issue_or_extend(&key("1"), "from-b", Duration::from_secs(60), true)
+        .issue_or_extend(&key("1"), "from-b", Duration::from_secs(60), true, None)
         .await
         .expect("issue");
     assert_eq!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenmint::store::{Backend, RecordKey, Store, StoreError};
+use tokenmint::store::{Backend, RecordKey, Store, StoreError, TokenStore};
 use tokenmint::ttl::ManualClock;
 
 use crate::helpers::{
@@ -167,7 +167,13 @@ async fn a_corrupt_record_fails_only_its_own_operation() {
             let key = record_key(uid % 200);
             if uid % 2 == 0 {
                 store
-                    .issue_or_extend(&key, &format!("t{uid}"), Duration::from_secs(60), false)
+                    .issue_or_extend(
+                        &key,
+                        &format!("t{uid}"),
+                        Duration::from_secs(60),
+                        false,
+                        None,
+                    )
                     .await
                     .map(|_| ())
             } else {
@@ -212,7 +218,7 @@ async fn a_truncated_store_file_is_refused_at_start_up() {
             .await
             .expect("opens");
         store
-            .issue_or_extend(&record_key(1), "t", Duration::from_secs(60), false)
+            .issue_or_extend(&record_key(1), "t", Duration::from_secs(60), false, None)
             .await
             .expect("written");
     }

@@ -12,7 +12,9 @@ mod redis_server;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokenmint::store::{Backend, EmbeddedSettings, RecordKey, RedisSettings, Store, StoreSettings};
+use tokenmint::store::{
+    Backend, EmbeddedSettings, RecordKey, RedisSettings, Store, StoreSettings, TokenStore,
+};
 use tokenmint::ttl::SystemClock;
 
 fn settings(
@@ -83,6 +85,7 @@ async fn bench(name: &str, store: Store, ops: usize, concurrency: usize) {
                 &format!("token-{i}"),
                 Duration::from_secs(600),
                 true,
+                None,
             )
             .await
             .expect("issue");

@@ -21,6 +21,7 @@ use super::wire::{
 use super::{rejected, MecloudProvider, AUDIENCE};
 use crate::error::ApiError;
 use crate::extract::JsonOrForm;
+use crate::store::TokenStore;
 
 pub(super) async fn check(
     State(provider): State<Arc<MecloudProvider>>,
@@ -188,7 +189,7 @@ pub(super) async fn revoke(
     }
     provider
         .store
-        .revoke_subject(
+        .revoke_until(
             &revocation_subject(&claims),
             claims.exp.saturating_mul(1000),
         )

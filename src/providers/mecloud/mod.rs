@@ -34,7 +34,7 @@ use self::config::MecloudSettings;
 use self::domain::{TokenClaim, TokenFault, SECONDS_THRESHOLD};
 use self::token::AccessClaims;
 use crate::error::ApiError;
-use crate::store::{RateLimit, Store};
+use crate::store::{RateLimit, Store, TokenStore};
 use crate::ttl::{SharedClock, TtlPolicy, TtlSettings};
 
 /// The accesstoken's audience claim.

@@ -15,7 +15,7 @@ use super::domain::{self, ChannelName, Uid};
 use super::wire::{envelope, AuthHeaders, Code, Form, NeteaseError};
 use super::{token, App, NeteaseProvider, TOKEN_INVALID};
 use crate::extract::BodyLimit;
-use crate::store::{Admission, RecordKey};
+use crate::store::{Admission, RecordKey, TokenStore};
 
 /// An authenticated call: the app, the secret whose CheckSum matched, and the form.
 struct Call<'a> {
@@ -80,11 +80,10 @@ fn record_key(app: &App, uid: Uid, channel: &str) -> RecordKey {
     }
 }
 
-/// Tokens tokenmint issued are governed by their store record only; this marker keeps them from passing as
-/// self-computed tokens once their record is gone (replaced, consumed, revoked, or shortened by an extension),
-/// and it marks self-computed tokens revoked. It is keyed by the app and the token's canonical text, so every
-/// spelling of a token is blocked and no app can block another app's token.
-fn blocked_subject(app: &App, canonical: &str) -> String {
+/// What a revoked self-computed token is stored under: the app and the token's canonical text, so every spelling
+/// of the token is revoked and no app can revoke another app's token. (Tokens tokenmint issued carry their own
+/// marker, written with their record; see `issue`.)
+fn revoked_id(app: &App, canonical: &str) -> String {
     format!(
         "ne:nofallback:{}:{}",
         app.app_key,
@@ -152,18 +151,15 @@ async fn issue(provider: &NeteaseProvider, request: Request) -> Result<String, N
         call.secret.expose_secret(),
     );
     let candidate = token::encode(&signature, now_ms, ttl.as_secs());
-    // Mark the candidate as issued by tokenmint in the same breath as it may become a record: both writes are
-    // sent together, so on the embedded store they share one group commit (one transaction: both or neither).
-    // A marker for a candidate that loses to an existing record is harmless and expires with it.
+    // The candidate is marked as issued by tokenmint in the same atomic step that makes it the record, until the
+    // expiry it claims: from then on it is governed by its record only and can never pass as self-computed.
     let until = now_ms.saturating_add(i64::from(ttl.as_secs()) * 1000);
     let key = record_key(call.app, uid, channel.as_str());
-    let marker = blocked_subject(call.app, &candidate);
-    let ((), issued) = tokio::try_join!(
-        provider.store.revoke_subject(&marker, until),
-        provider
-            .store
-            .issue_or_extend(&key, &candidate, ttl.as_duration(), single_use),
-    )?;
+    let issued = provider
+        .store
+        .issue_or_extend(&key, &candidate, ttl.as_duration(), single_use, Some(until))
+        .await?;
+    tracing::debug!(created = issued.created, "netease token issued");
     Ok(issued.record.token)
 }
 
@@ -236,11 +232,16 @@ async fn self_computed(
     if provider.clock.now_millis() >= expires_at {
         return Err(NeteaseError::forbidden("token is expired"));
     }
-    if provider
-        .store
-        .is_revoked(&blocked_subject(call.app, canonical))
-        .await?
-    {
+    // Issued here (and so governed by its record, which did not admit it), or revoked by value.
+    let (key, revoked_key) = (
+        record_key(call.app, uid, room),
+        revoked_id(call.app, canonical),
+    );
+    let (issued, revoked) = tokio::try_join!(
+        provider.store.was_issued(&key, canonical),
+        provider.store.is_revoked(&revoked_key),
+    )?;
+    if issued || revoked {
         return Err(NeteaseError::new(
             Code::Forbidden,
             "token is no longer valid (revoked, used or replaced)",
@@ -284,7 +285,7 @@ async fn revoke(provider: &NeteaseProvider, request: Request) -> Result<bool, Ne
             let (_, expires_at) = provider
                 .check_signature(call.app, uid, &channel.candidate_rooms(), &decoded)
                 .map_err(|_| NeteaseError::param(NOT_OURS))?;
-            Some((blocked_subject(call.app, &decoded.canonical()), expires_at))
+            Some((revoked_id(call.app, &decoded.canonical()), expires_at))
         }
     };
     rate_limit(provider, call.app, "revoke-rate").await?;
@@ -296,7 +297,7 @@ async fn revoke(provider: &NeteaseProvider, request: Request) -> Result<bool, Ne
     if let Some((subject, until)) = blocked {
         // The lifetime is bounded by the policy (check_signature), so this entry is too.
         if until > provider.clock.now_millis() {
-            provider.store.revoke_subject(&subject, until).await?;
+            provider.store.revoke_until(&subject, until).await?;
             revoked = true;
         }
     }

@@ -19,6 +19,7 @@ use super::token::{self, Claims, Unverified};
 use super::{ApiKey, TwilioProvider};
 use crate::error::ApiError;
 use crate::extract::AppJson;
+use crate::store::TokenStore;
 
 /// The authenticated caller: the API key it presented.
 pub(super) struct Caller {
@@ -261,7 +262,7 @@ pub(super) async fn revoke(
     }
     provider
         .store
-        .revoke_subject(
+        .revoke_until(
             &revocation_subject(account, &request.token),
             exp.saturating_mul(1000),
         )
