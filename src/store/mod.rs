@@ -8,14 +8,19 @@
 //! - [`embedded`]: redb in one file; durable group commit; the default.
 //! - [`redis`]: a shared Redis for many instances; Lua scripts for atomicity, Redis TTLs for purging.
 
+mod config;
 pub mod embedded;
 pub mod redis;
+mod steps;
+
+pub use self::config::{Backend, EmbeddedSettings, RedisSettings, ResetPolicy, StoreSettings};
+pub(crate) use self::steps::{
+    issue_step, issued_id, matching_unexpired, millis, rate_step, token_digest, use_step,
+};
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::ttl::SharedClock;
@@ -125,77 +130,6 @@ pub enum StoreError {
     /// The backend answered with something that cannot be understood; callers answer 500.
     #[error("store data error: {0}")]
     Corrupt(String),
-}
-
-/// Store configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreSettings {
-    /// Which backend.
-    pub backend: Backend,
-    /// Embedded backend settings.
-    pub embedded: EmbeddedSettings,
-    /// Redis backend settings.
-    pub redis: RedisSettings,
-}
-
-/// The store backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// redb file.
-    Embedded,
-    /// Shared Redis.
-    Redis,
-}
-
-/// Embedded backend settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmbeddedSettings {
-    /// The database file.
-    pub path: PathBuf,
-    /// Group concurrent writes into one fsync'd transaction (false: one fsync per write).
-    pub group_commit: bool,
-    /// Most operations grouped into one transaction.
-    pub max_batch: usize,
-    /// Seconds between purges of expired entries.
-    pub purge_interval_secs: u64,
-}
-
-/// Redis backend settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSettings {
-    /// `redis://[:password@]host:port/db`; a secret, since it may carry a password.
-    #[serde(serialize_with = "crate::settings::redacted")]
-    pub url: SecretString,
-    /// Prefix of every key.
-    pub key_prefix: String,
-    /// Connect and per-command deadline, in milliseconds: an unreachable Redis fails requests this fast.
-    pub timeout_ms: u64,
-    /// What to do when the store's epoch key vanishes or changes (Redis restarted empty, flushed, replaced).
-    #[serde(default)]
-    pub on_reset: ResetPolicy,
-    /// How often each instance checks the epoch key, in milliseconds (readiness probes also check it).
-    #[serde(default = "epoch_check_ms")]
-    pub epoch_check_ms: u64,
-}
-
-fn epoch_check_ms() -> u64 {
-    1000
-}
-
-/// What an instance does when it finds its Redis store was reset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResetPolicy {
-    /// Log an error, report not ready, and answer 503 on every route that needs stored state until an
-    /// operator runs `tokenmint store-acknowledge-reset`.
-    #[default]
-    Refuse,
-    /// Log an error and carry on with the empty store.
-    Continue,
 }
 
 /// The store contract: server-side token state, every operation atomic under concurrency, time from the injected
@@ -424,132 +358,5 @@ impl TokenStore for Store {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, ping())
-    }
-}
-
-/// A token's digest, hex: what markers are keyed by, so no token text is used as a key.
-pub(crate) fn token_digest(token: &str) -> String {
-    use sha1::Digest;
-    hex::encode(sha1::Sha1::digest(token.as_bytes()))
-}
-
-/// The issued marker of `token` under `key`: the fixed-length digest first, so the pair is unambiguous.
-pub(crate) fn issued_id(key: &RecordKey, token: &str) -> String {
-    format!("{}:{}", token_digest(token), key.encoded())
-}
-
-/// Milliseconds of a duration, saturating.
-pub(crate) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// The rate-window arithmetic both backends share (the Redis script mirrors it): returns the new state
-/// `(window_start_ms, count, locked_until_ms)` and the decision.
-pub(crate) fn rate_step(
-    state: Option<(i64, u32, i64)>,
-    now: i64,
-    limit: &RateLimit,
-) -> ((i64, u32, i64), RateDecision) {
-    let window = millis(limit.window);
-    let (mut start, mut count, locked_until) = state.unwrap_or((now, 0, 0));
-    if locked_until > now {
-        let decision = RateDecision {
-            allowed: false,
-            remaining: 0,
-            reset_at_ms: locked_until,
-        };
-        return ((start, count, locked_until), decision);
-    }
-    if now >= start.saturating_add(window) {
-        start = now;
-        count = 0;
-    }
-    count = count.saturating_add(1);
-    if count > limit.limit {
-        let lock_end = if limit.lockout.is_zero() {
-            start.saturating_add(window)
-        } else {
-            now.saturating_add(millis(limit.lockout))
-        };
-        let decision = RateDecision {
-            allowed: false,
-            remaining: 0,
-            reset_at_ms: lock_end,
-        };
-        return ((now, 0, lock_end), decision);
-    }
-    let decision = RateDecision {
-        allowed: true,
-        remaining: limit.limit - count,
-        reset_at_ms: start.saturating_add(window),
-    };
-    ((start, count, locked_until), decision)
-}
-
-/// What issue-or-extend does to an existing (possibly expired) record; shared by both backends.
-pub(crate) fn issue_step(
-    existing: Option<TokenRecord>,
-    candidate: &str,
-    now: i64,
-    ttl: Duration,
-    single_use: bool,
-) -> Issued {
-    let expires_at_ms = now.saturating_add(millis(ttl));
-    match existing {
-        Some(mut record) if record.expires_at_ms > now && record.state == RecordState::Live => {
-            record.expires_at_ms = expires_at_ms;
-            record.single_use = single_use;
-            Issued {
-                record,
-                created: false,
-            }
-        }
-        _ => Issued {
-            record: TokenRecord {
-                token: candidate.to_owned(),
-                issued_at_ms: now,
-                expires_at_ms,
-                single_use,
-                state: RecordState::Live,
-            },
-            created: true,
-        },
-    }
-}
-
-/// The record if it holds `token` (compared in constant time) and has not expired at `now`; shared by both
-/// backends' look-ups and by [`use_step`].
-pub(crate) fn matching_unexpired(
-    record: Option<TokenRecord>,
-    token: &str,
-    now: i64,
-) -> Option<TokenRecord> {
-    record.filter(|r| {
-        r.expires_at_ms > now
-            && bool::from(subtle::ConstantTimeEq::ct_eq(
-                r.token.as_bytes(),
-                token.as_bytes(),
-            ))
-    })
-}
-
-/// What using a token does to its record; shared by both backends. Returns the record to write back, if any.
-pub(crate) fn use_step(
-    existing: Option<TokenRecord>,
-    token: &str,
-    now: i64,
-) -> (Admission, Option<TokenRecord>) {
-    match matching_unexpired(existing, token, now) {
-        Some(record) => match record.state {
-            RecordState::Revoked => (Admission::Revoked, None),
-            RecordState::Consumed => (Admission::AlreadyUsed, None),
-            RecordState::Live if record.single_use => {
-                let mut consumed = record.clone();
-                consumed.state = RecordState::Consumed;
-                (Admission::Admitted(record), Some(consumed))
-            }
-            RecordState::Live => (Admission::Admitted(record), None),
-        },
-        None => (Admission::Unknown, None),
     }
 }

@@ -13,147 +13,24 @@
 //! until an operator acknowledges the reset (`tokenmint store-acknowledge-reset` writes an acknowledged epoch
 //! that every instance adopts), or, with `on_reset = "continue"`, carries on after logging.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+mod epoch;
+mod scripts;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
+
+use self::epoch::{Epoch, ACKNOWLEDGED};
+use self::scripts::Scripts;
 
 use super::{
     matching_unexpired, millis, Admission, Issued, RateDecision, RateLimit, RecordKey, RecordState,
     RedisSettings, ResetPolicy, StoreError, TokenRecord,
 };
 use crate::ttl::SharedClock;
-
-/// Issue-or-extend. KEYS[1] record, KEYS[2] the candidate's issued marker (same hash slot); ARGV: candidate
-/// record JSON, now ms, new expiry ms, single_use ("1"/"0"), the candidate's issued marker expiry in ms (0: none).
-/// The record and its marker are written in one script, so neither exists without the other.
-const ISSUE: &str = r#"
-local now = tonumber(ARGV[2])
-local exp = tonumber(ARGV[3])
-local raw = redis.call('GET', KEYS[1])
-if raw then
-  local r = cjson.decode(raw)
-  if r.expires_at_ms > now and r.state == 'live' then
-    r.expires_at_ms = exp
-    r.single_use = (ARGV[4] == '1')
-    local out = cjson.encode(r)
-    redis.call('SET', KEYS[1], out, 'PX', math.max(exp - now, 1))
-    return {0, out}
-  end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', math.max(exp - now, 1))
-local mark = tonumber(ARGV[5])
-if mark > now then
-  redis.call('SET', KEYS[2], mark, 'PX', mark - now)
-end
-return {1, ARGV[1]}
-"#;
-
-/// Use a token. KEYS[1] record; ARGV: SHA-1 of the token (hex), now ms. Returns {status, record}.
-///
-/// Lua's string comparison stops at the first differing byte. Comparing SHA-1 digests instead of the tokens
-/// themselves means its timing can tell at most how much of a digest an attacker's guess shares, which says
-/// nothing about the stored token.
-const USE: &str = r#"
-local now = tonumber(ARGV[2])
-local raw = redis.call('GET', KEYS[1])
-if not raw then return {'unknown', ''} end
-local r = cjson.decode(raw)
-if r.expires_at_ms <= now or redis.sha1hex(r.token) ~= ARGV[1] then return {'unknown', ''} end
-if r.state == 'revoked' then return {'revoked', ''} end
-if r.state == 'consumed' then return {'used', ''} end
-if r.single_use then
-  r.state = 'consumed'
-  redis.call('SET', KEYS[1], cjson.encode(r), 'KEEPTTL')
-end
-return {'admitted', raw}
-"#;
-
-/// Revoke. KEYS[1] record; ARGV: now ms.
-const REVOKE: &str = r#"
-local raw = redis.call('GET', KEYS[1])
-if not raw then return '' end
-local r = cjson.decode(raw)
-if r.expires_at_ms <= tonumber(ARGV[1]) or r.state == 'revoked' then return '' end
-r.state = 'revoked'
-local out = cjson.encode(r)
-redis.call('SET', KEYS[1], out, 'KEEPTTL')
-return out
-"#;
-
-/// Remember once. KEYS[1]; ARGV: now ms, ttl ms. Returns 1 the first time.
-const ONCE: &str = r#"
-local now = tonumber(ARGV[1])
-local v = redis.call('GET', KEYS[1])
-if v and tonumber(v) > now then return 0 end
-redis.call('SET', KEYS[1], now + tonumber(ARGV[2]), 'PX', math.max(tonumber(ARGV[2]), 1))
-return 1
-"#;
-
-/// Rate step, mirroring `store::rate_step`. KEYS[1] hash; ARGV: now, limit, window ms, lockout ms.
-/// Returns {allowed, remaining, reset_at}.
-const HIT: &str = r#"
-local now = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local lockout = tonumber(ARGV[4])
-local s = redis.call('HMGET', KEYS[1], 'start', 'count', 'locked', 'expires')
-local start, count, locked = now, 0, 0
-if s[1] and tonumber(s[4]) > now then
-  start, count, locked = tonumber(s[1]), tonumber(s[2]), tonumber(s[3])
-end
-local allowed, remaining, reset
-if locked > now then
-  allowed, remaining, reset = 0, 0, locked
-else
-  if now >= start + window then start = now; count = 0 end
-  count = count + 1
-  if count > limit then
-    if lockout > 0 then locked = now + lockout else locked = start + window end
-    start = now; count = 0
-    allowed, remaining, reset = 0, 0, locked
-  else
-    allowed, remaining, reset = 1, limit - count, start + window
-  end
-end
-local expires = math.max(start + window, locked)
-redis.call('HSET', KEYS[1], 'start', start, 'count', count, 'locked', locked, 'expires', expires)
-redis.call('PEXPIRE', KEYS[1], math.max(expires - now, 1))
-return {allowed, remaining, reset}
-"#;
-
-/// Revoke a subject until a time. KEYS[1]; ARGV: until ms, now ms.
-const REVOKE_SUBJECT: &str = r#"
-local ttl = tonumber(ARGV[1]) - tonumber(ARGV[2])
-if ttl <= 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-return 1
-"#;
-
-struct Scripts {
-    issue: Script,
-    use_token: Script,
-    revoke: Script,
-    once: Script,
-    hit: Script,
-    revoke_subject: Script,
-}
-
-/// Prefix of an epoch written by `tokenmint store-acknowledge-reset`: instances that found the store reset adopt it.
-const ACKNOWLEDGED: &str = "ack-";
-
-/// The store's epoch as this instance knows it.
-#[derive(Debug, Default)]
-struct Epoch {
-    /// The epoch value this instance serves under; `None` until Redis was first reached.
-    known: Mutex<Option<String>>,
-    /// The store was reset under this instance and nobody has acknowledged it yet.
-    reset: AtomicBool,
-}
 
 /// The Redis-backed store; cheap to clone.
 #[derive(Clone)]
@@ -236,135 +113,12 @@ impl RedisStore {
             connection: Arc::new(OnceCell::new()),
             prefix: Arc::from(settings.key_prefix.as_str()),
             timeout,
-            scripts: Arc::new(Scripts {
-                issue: Script::new(ISSUE),
-                use_token: Script::new(USE),
-                revoke: Script::new(REVOKE),
-                once: Script::new(ONCE),
-                hit: Script::new(HIT),
-                revoke_subject: Script::new(REVOKE_SUBJECT),
-            }),
+            scripts: Arc::new(Scripts::new()),
             epoch: Arc::new(Epoch::default()),
             on_reset: settings.on_reset,
             clock,
         };
         Ok(store)
-    }
-
-    fn epoch_key(&self) -> String {
-        self.key("meta", "epoch")
-    }
-
-    /// Checks the epoch key once against what this instance knows (see the module doc).
-    async fn check_epoch(&self) -> Result<(), StoreError> {
-        let mut get = redis::cmd("GET");
-        get.arg(self.epoch_key());
-        let current: Option<String> = self.query(get).await?;
-        let known = self
-            .epoch
-            .known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        match (known, current) {
-            (Some(known), Some(current)) if known == current => {}
-            (None, Some(current)) => self.adopt(current),
-            (None, None) => {
-                tracing::warn!(
-                    "no store epoch in Redis: this is a new store, or it was emptied before this instance \
-                     started; writing one"
-                );
-                self.create_epoch().await?;
-            }
-            (Some(_), Some(current)) if current.starts_with(ACKNOWLEDGED) => {
-                if self.epoch.reset.swap(false, Ordering::AcqRel) {
-                    tracing::warn!("store reset acknowledged by an operator; serving again");
-                } else {
-                    tracing::error!(
-                        "the store was reset and acknowledged before this instance noticed"
-                    );
-                }
-                self.adopt(current);
-            }
-            (Some(_), current) => {
-                let how = if current.is_none() {
-                    "vanished"
-                } else {
-                    "changed"
-                };
-                match self.on_reset {
-                    ResetPolicy::Continue => {
-                        tracing::error!(
-                            epoch = how,
-                            "the Redis store was reset: replay guards, used tokens and revocations are lost; \
-                             continuing (store.redis.on_reset = \"continue\")"
-                        );
-                        match current {
-                            Some(current) => self.adopt(current),
-                            None => self.create_epoch().await?,
-                        }
-                    }
-                    ResetPolicy::Refuse => {
-                        if !self.epoch.reset.swap(true, Ordering::AcqRel) {
-                            tracing::error!(
-                                epoch = how,
-                                "the Redis store was reset: replay guards, used tokens and revocations are lost; \
-                                 refusing state-dependent requests until `tokenmint store-acknowledge-reset`"
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn adopt(&self, epoch: String) {
-        *self.epoch.known.lock().unwrap_or_else(|e| e.into_inner()) = Some(epoch);
-    }
-
-    /// Writes a fresh epoch unless another instance just did, then adopts whichever is there.
-    async fn create_epoch(&self) -> Result<(), StoreError> {
-        let mut set = redis::cmd("SET");
-        set.arg(self.epoch_key())
-            .arg(format!("new-{:032x}", rand::random::<u128>()))
-            .arg("NX");
-        let _: Option<String> = self.query(set).await?;
-        let mut get = redis::cmd("GET");
-        get.arg(self.epoch_key());
-        if let Some(current) = self.query::<Option<String>>(get).await? {
-            self.adopt(current);
-        }
-        Ok(())
-    }
-
-    fn spawn_epoch_watcher(&self, every: Duration) {
-        let store = self.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    // Only this task holds the epoch: every other handle of the store is gone.
-                    if Arc::strong_count(&store.epoch) <= 1 {
-                        break;
-                    }
-                    // An unreachable Redis is reported by the operations themselves.
-                    let _ = store.check_epoch().await;
-                }
-            });
-        }
-    }
-
-    /// Refuses state-dependent operations while an unacknowledged reset stands.
-    fn guard(&self) -> Result<(), StoreError> {
-        if self.epoch.reset.load(Ordering::Acquire) {
-            return Err(StoreError::Unavailable(
-                "redis store was reset (epoch key vanished or changed); waiting for `tokenmint \
-                 store-acknowledge-reset`"
-                    .to_owned(),
-            ));
-        }
-        Ok(())
     }
 
     async fn connection(&self) -> Result<ConnectionManager, StoreError> {
@@ -539,7 +293,7 @@ impl RedisStore {
         subject: &str,
         until_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut invocation = self.scripts.revoke_subject.prepare_invoke();
+        let mut invocation = self.scripts.revoke_until.prepare_invoke();
         invocation
             .key(self.key("rev", subject))
             .arg(until_ms)

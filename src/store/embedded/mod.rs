@@ -9,18 +9,21 @@
 //! database is closed and opened again, so the writer does exactly that before its next batch, and keeps trying
 //! until it succeeds (space returned). Until a write has succeeded again the store reports itself not ready.
 //! Reads use redb's MVCC read transactions and never wait for the writer.
-//! A dedicated OS thread (not a tokio task) runs the writer because redb's calls block on disk I/O.
+//! A dedicated OS thread (not a tokio task) runs the writer (`writer.rs`) because redb's calls block on disk I/O.
 
-use std::path::{Path, PathBuf};
+mod writer;
+
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
+    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+use self::writer::{open_database, storage, submit, writer, Job, OpError, Shared};
 
 use super::{
     issue_step, matching_unexpired, millis, rate_step, use_step, Admission, EmbeddedSettings,
@@ -37,96 +40,6 @@ const REVOKED: TableDefinition<&str, i64> = TableDefinition::new("revoked");
 const ISSUED: TableDefinition<&str, i64> = TableDefinition::new("issued");
 /// Written by readiness probes while writes are failing, to learn whether they work again.
 const PROBE: TableDefinition<&str, i64> = TableDefinition::new("probe");
-
-/// Why one operation failed inside the writer's transaction.
-#[derive(Debug)]
-enum OpError {
-    /// This operation cannot be done (an undecodable record); nothing was written; the batch goes on.
-    Corrupt(String),
-    /// The transaction failed under it (I/O, a full disk); the batch is aborted.
-    Storage(String),
-}
-
-fn storage(e: impl std::fmt::Display) -> OpError {
-    OpError::Storage(e.to_string())
-}
-
-/// What a job did inside the batch's transaction.
-enum Step {
-    /// Done; its caller is answered once the batch is committed (or has failed).
-    Done(Finisher),
-    /// Refused on its own before writing anything; its caller has been answered.
-    Answered,
-    /// The transaction is unusable; its caller has been answered, and the batch is aborted.
-    Broken(String),
-}
-
-type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&WriteTransaction) -> Step + Send>;
-
-/// The database handle, shared by readers and the writer, and whether writes currently work.
-struct Shared {
-    path: PathBuf,
-    /// `None` while the writer closes and reopens the database after a storage failure.
-    db: RwLock<Option<Arc<Database>>>,
-    /// False from a failed write until a write succeeds again.
-    writable: AtomicBool,
-}
-
-impl Shared {
-    fn handle(&self) -> Option<Arc<Database>> {
-        self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Closes the database: takes it out of the slot, waits (briefly) for readers still holding it, drops it.
-    fn close(&self) {
-        let taken = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
-        let Some(mut db) = taken else { return };
-        // Readers hold a clone only for one read transaction.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match Arc::try_unwrap(db) {
-                Ok(db) => {
-                    drop(db);
-                    return;
-                }
-                Err(shared) if Instant::now() < deadline => {
-                    db = shared;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                // Still held: it closes when the last reader drops it; reopening is retried until then.
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// The open database, reopening it if it was closed after a failure.
-    fn open_or_reopen(&self) -> Result<Arc<Database>, String> {
-        if let Some(db) = self.handle() {
-            return Ok(db);
-        }
-        let db = Arc::new(open_database(&self.path)?);
-        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db.clone());
-        tracing::info!(path = %self.path.display(), "token store reopened after a write failure");
-        Ok(db)
-    }
-}
-
-/// Opens the file and makes sure every table exists, so read transactions always find them.
-fn open_database(path: &Path) -> Result<Database, String> {
-    let db = Database::create(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
-    {
-        txn.open_table(RECORDS).map_err(|e| e.to_string())?;
-        txn.open_table(ONCE).map_err(|e| e.to_string())?;
-        txn.open_table(RATES).map_err(|e| e.to_string())?;
-        txn.open_table(REVOKED).map_err(|e| e.to_string())?;
-        txn.open_table(ISSUED).map_err(|e| e.to_string())?;
-        txn.open_table(PROBE).map_err(|e| e.to_string())?;
-    }
-    txn.commit().map_err(|e| e.to_string())?;
-    Ok(db)
-}
 
 /// The redb-backed store; cheap to clone.
 #[derive(Clone)]
@@ -533,90 +446,4 @@ fn purge(txn: &WriteTransaction, now: i64) -> Result<usize, OpError> {
         })
         .map_err(storage)?;
     Ok(removed)
-}
-
-/// Queues `op` for the writer and waits for its answer: its value once the batch is durable, or its own error.
-async fn submit<T: Send + 'static>(
-    jobs: &mpsc::Sender<Job>,
-    op: impl FnOnce(&WriteTransaction) -> Result<T, OpError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-    let job: Job = Box::new(move |txn| match op(txn) {
-        Ok(value) => Step::Done(Box::new(move |committed: Result<(), String>| {
-            let _ = tx.send(committed.map(|()| value).map_err(StoreError::Unavailable));
-        })),
-        Err(OpError::Corrupt(cause)) => {
-            let _ = tx.send(Err(StoreError::Corrupt(cause)));
-            Step::Answered
-        }
-        Err(OpError::Storage(cause)) => {
-            let _ = tx.send(Err(StoreError::Unavailable(cause.clone())));
-            Step::Broken(cause)
-        }
-    });
-    jobs.send(job)
-        .await
-        .map_err(|_| unavailable("store writer stopped"))?;
-    rx.await
-        .map_err(|_| unavailable("store writer dropped the request"))?
-}
-
-/// The writer loop: one transaction per batch of queued jobs, one commit (fsync) per transaction. After a storage
-/// failure the database is closed, and reopened before the next batch.
-fn writer(shared: &Shared, mut jobs: mpsc::Receiver<Job>, max_batch: usize) {
-    while let Some(first) = jobs.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let outcome = shared
-            .open_or_reopen()
-            .and_then(|db| run_batch(&db, batch.drain(..)));
-        match outcome {
-            Ok(()) => {
-                if !shared.writable.swap(true, Ordering::AcqRel) {
-                    tracing::info!("token store writes work again");
-                }
-            }
-            Err(e) => {
-                if shared.writable.swap(false, Ordering::AcqRel) {
-                    tracing::error!(error = %e, "token store write failed; reopening the database");
-                }
-                // Jobs not yet run drop their reply channels: each caller sees "writer dropped the request".
-                drop(batch);
-                shared.close();
-            }
-        }
-    }
-}
-
-/// Runs the jobs in one transaction and commits; on a storage failure aborts, answering every job with it.
-fn run_batch(db: &Database, batch: impl Iterator<Item = Job>) -> Result<(), String> {
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
-    let mut finishers = Vec::new();
-    let mut failure = None;
-    for job in batch {
-        match job(&txn) {
-            Step::Done(finish) => finishers.push(finish),
-            Step::Answered => {}
-            Step::Broken(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    let outcome = match failure {
-        Some(e) => {
-            let _ = txn.abort();
-            Err(e)
-        }
-        None => txn.commit().map_err(|e| e.to_string()),
-    };
-    for finish in finishers {
-        finish(outcome.clone());
-    }
-    outcome
 }

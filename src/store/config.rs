@@ -1,0 +1,77 @@
+//! The `[store]` settings: which backend, and each backend's own.
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Store configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Which backend.
+    pub backend: Backend,
+    /// Embedded backend settings.
+    pub embedded: EmbeddedSettings,
+    /// Redis backend settings.
+    pub redis: RedisSettings,
+}
+
+/// The store backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// redb file.
+    Embedded,
+    /// Shared Redis.
+    Redis,
+}
+
+/// Embedded backend settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedSettings {
+    /// The database file.
+    pub path: PathBuf,
+    /// Group concurrent writes into one fsync'd transaction (false: one fsync per write).
+    pub group_commit: bool,
+    /// Most operations grouped into one transaction.
+    pub max_batch: usize,
+    /// Seconds between purges of expired entries.
+    pub purge_interval_secs: u64,
+}
+
+/// Redis backend settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port/db`; a secret, since it may carry a password.
+    #[serde(serialize_with = "crate::settings::redacted")]
+    pub url: SecretString,
+    /// Prefix of every key.
+    pub key_prefix: String,
+    /// Connect and per-command deadline, in milliseconds: an unreachable Redis fails requests this fast.
+    pub timeout_ms: u64,
+    /// What to do when the store's epoch key vanishes or changes (Redis restarted empty, flushed, replaced).
+    #[serde(default)]
+    pub on_reset: ResetPolicy,
+    /// How often each instance checks the epoch key, in milliseconds (readiness probes also check it).
+    #[serde(default = "epoch_check_ms")]
+    pub epoch_check_ms: u64,
+}
+
+fn epoch_check_ms() -> u64 {
+    1000
+}
+
+/// What an instance does when it finds its Redis store was reset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResetPolicy {
+    /// Log an error, report not ready, and answer 503 on every route that needs stored state until an
+    /// operator runs `tokenmint store-acknowledge-reset`.
+    #[default]
+    Refuse,
+    /// Log an error and carry on with the empty store.
+    Continue,
+}
