@@ -1,200 +1,15 @@
-//! The mint request on the wire and the domain types it is parsed into.
-//!
-//! Wire types hold what the caller sent, with Twilio's JSON field names and unknown fields refused; `TryFrom`
-//! turns them into [`Identity`], [`Region`] and [`Grants`], whose fields are private and already valid. The
-//! domain grants serialize to exactly the payload Twilio's helper libraries emit: a field appears only when set,
-//! an empty grant is `{}`.
+//! The grants claim: parsed from the wire's [`GrantsRequest`] into [`Grants`], whose fields are private and
+//! already valid, and which serialize to exactly the payload Twilio's helper libraries emit: a field appears only
+//! when set, an empty grant is `{}`.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::domain::MAX_VIDEO_IDENTITY_CHARS;
+pub use super::domain::{Identity, Region};
 use super::sid::{Sid, SidKind};
+pub use super::wire::{GrantsRequest, MintRequest};
 use crate::error::ApiError;
-
-/// Longest identity accepted (Sync's limit; the largest of Twilio's products).
-pub const MAX_IDENTITY_CHARS: usize = 256;
-/// Longest identity Video accepts.
-pub const MAX_VIDEO_IDENTITY_CHARS: usize = 128;
-
-/// `POST /twilio/v1/tokens` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MintRequest {
-    /// The user the token is for.
-    pub identity: Option<String>,
-    /// Lifetime in seconds; the policy's default when absent.
-    pub ttl: Option<i64>,
-    /// Not-before, Unix seconds; now when absent.
-    pub nbf: Option<i64>,
-    /// Region for the `twr` header; the account's default when absent.
-    pub region: Option<String>,
-    /// Product grants.
-    #[serde(default)]
-    pub grants: GrantsRequest,
-}
-
-/// Product grants as sent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrantsRequest {
-    /// Programmable Chat / Conversations.
-    pub chat: Option<ChatGrantRequest>,
-    /// Programmable Video.
-    pub video: Option<VideoGrantRequest>,
-    /// Programmable Voice.
-    pub voice: Option<VoiceGrantRequest>,
-    /// Sync.
-    pub data_sync: Option<SyncGrantRequest>,
-    /// TaskRouter.
-    pub task_router: Option<TaskRouterGrantRequest>,
-    /// Live playback: passed through as given.
-    pub player: Option<Map<String, Value>>,
-}
-
-/// Chat grant as sent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChatGrantRequest {
-    service_sid: Option<String>,
-    endpoint_id: Option<String>,
-    deployment_role_sid: Option<String>,
-    push_credential_sid: Option<String>,
-}
-
-/// Video grant as sent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VideoGrantRequest {
-    room: Option<String>,
-}
-
-/// Voice grant as sent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VoiceGrantRequest {
-    incoming: Option<VoiceIncomingRequest>,
-    outgoing: Option<VoiceOutgoingRequest>,
-    push_credential_sid: Option<String>,
-    endpoint_id: Option<String>,
-}
-
-/// `voice.incoming` as sent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VoiceIncomingRequest {
-    allow: Option<bool>,
-}
-
-/// `voice.outgoing` as sent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VoiceOutgoingRequest {
-    application_sid: Option<String>,
-    params: Option<Map<String, Value>>,
-}
-
-/// Sync grant as sent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyncGrantRequest {
-    service_sid: Option<String>,
-    endpoint_id: Option<String>,
-}
-
-/// TaskRouter grant as sent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskRouterGrantRequest {
-    workspace_sid: Option<String>,
-    worker_sid: Option<String>,
-    role: Option<String>,
-}
-
-/// A user identity: 1..=256 characters, no control characters. Case-sensitive, as Twilio treats it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Identity(String);
-
-impl Identity {
-    /// The identity text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<Option<String>> for Identity {
-    type Error = ApiError;
-
-    fn try_from(value: Option<String>) -> Result<Self, Self::Error> {
-        let value = value.ok_or_else(|| invalid_identity("identity is required".to_owned()))?;
-        if value.is_empty() {
-            return Err(invalid_identity("identity must not be empty".to_owned()));
-        }
-        if value.chars().count() > MAX_IDENTITY_CHARS {
-            return Err(invalid_identity(format!(
-                "identity must be at most {MAX_IDENTITY_CHARS} characters"
-            )));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(invalid_identity(
-                "identity must not contain control characters".to_owned(),
-            ));
-        }
-        Ok(Self(value))
-    }
-}
-
-fn invalid_identity(message: String) -> ApiError {
-    ApiError::invalid("invalid_identity", message)
-}
-
-/// A Twilio region code such as `ie1` or `us1`: 2..=16 characters of lowercase letters, digits and `-`,
-/// starting with a letter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Region(String);
-
-/// A region that does not match the format.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "region must be 2 to 16 lowercase letters, digits or '-', starting with a letter (e.g. ie1)"
-)]
-pub struct RegionError;
-
-impl TryFrom<&str> for Region {
-    type Error = RegionError;
-
-    fn try_from(value: &str) -> Result<Self, Self::Error> {
-        let ok = (2..=16).contains(&value.len())
-            && value.starts_with(|c: char| c.is_ascii_lowercase())
-            && value
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if ok {
-            Ok(Self(value.to_owned()))
-        } else {
-            Err(RegionError)
-        }
-    }
-}
-
-impl Region {
-    /// The region code.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Serialize for Region {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Region {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::try_from(text.as_str()).map_err(serde::de::Error::custom)
-    }
-}
 
 /// The `grants` claim, ready to serialize.
 #[derive(Debug, Clone, Serialize)]
@@ -345,7 +160,7 @@ impl Grants {
             .video
             .map(|v| -> Result<VideoGrant, ApiError> {
                 if identity.as_str().chars().count() > MAX_VIDEO_IDENTITY_CHARS {
-                    return Err(invalid_identity(format!(
+                    return Err(ApiError::invalid("invalid_identity", format!(
                         "identity must be at most {MAX_VIDEO_IDENTITY_CHARS} characters for a video grant"
                     )));
                 }
@@ -358,7 +173,7 @@ impl Grants {
             .voice
             .map(|v| -> Result<VoiceGrant, ApiError> {
                 if !identity.as_str().chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(invalid_identity(
+                    return Err(ApiError::invalid("invalid_identity", 
                         "identity must contain only letters, digits and '_' for a voice grant".to_owned(),
                     ));
                 }

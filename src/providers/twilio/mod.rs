@@ -5,15 +5,18 @@
 //! removing the old one: tokens the removed key signed then fail verification here.
 //!
 //! - [`config`]: the `[twilio]` settings, parsed into SIDs and regions as they are read.
-//! - [`sid`], [`grants`]: the domain types (SIDs, identity, region, grants) with their rules.
+//! - [`wire`]: the mint request as sent; [`sid`], [`domain`], [`grants`]: SIDs, identity, region and grants,
+//!   each parsed once with its rules.
 //! - [`token`]: signing and checking Access Tokens.
 //! - `handlers`: the routes, over this provider's own state ([`router`]).
 
 pub mod config;
+pub mod domain;
 pub mod grants;
 mod handlers;
 pub mod sid;
 pub mod token;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
