@@ -1,10 +1,12 @@
-//! `tokenmint healthcheck`: probes `GET /healthz` of a running instance over plain HTTP/1.1, so a slim container
-//! image needs no curl for its HEALTHCHECK.
+//! `tokenmint healthcheck`: probes `GET /healthz` of a running instance with hyper's HTTP/1.1 client, so a slim
+//! container image needs no curl for its HEALTHCHECK.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::body::Body;
+use axum::http::{header, Request};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 /// Why the probe failed.
@@ -20,6 +22,14 @@ pub enum HealthcheckError {
         addr: SocketAddr,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The HTTP exchange failed.
+    #[error("no HTTP answer from {addr}: {source}")]
+    Http {
+        /// The probed address.
+        addr: SocketAddr,
+        /// hyper's error.
+        source: hyper::Error,
     },
     /// Answered, but not 200.
     #[error("{addr} answered: {status_line}")]
@@ -43,23 +53,34 @@ pub fn probe_addr(host: IpAddr, port: u16) -> SocketAddr {
 
 /// Sends `GET /healthz` and expects `200`.
 pub async fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), HealthcheckError> {
+    let http = |source| HealthcheckError::Http { addr, source };
     let attempt = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut buf = Vec::with_capacity(512);
-        stream.read_to_end(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf)
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| HealthcheckError::Io { addr, source })?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(http)?;
+        tokio::spawn(connection);
+        let request = Request::get("/healthz")
+            .header(header::HOST, addr.to_string())
+            .body(Body::empty())
+            .map_err(|e| HealthcheckError::Io {
+                addr,
+                source: std::io::Error::other(e),
+            })?;
+        let response = sender.send_request(request).await.map_err(http)?;
+        Ok::<_, HealthcheckError>(response.status())
     };
-    let response = tokio::time::timeout(timeout, attempt)
+    let status = tokio::time::timeout(timeout, attempt)
         .await
-        .map_err(|_| HealthcheckError::Timeout(addr))?
-        .map_err(|source| HealthcheckError::Io { addr, source })?;
-    let text = String::from_utf8_lossy(&response);
-    let status_line = text.lines().next().unwrap_or_default().to_owned();
-    if status_line.split_whitespace().nth(1) == Some("200") {
+        .map_err(|_| HealthcheckError::Timeout(addr))??;
+    if status == axum::http::StatusCode::OK {
         Ok(())
     } else {
-        Err(HealthcheckError::Unhealthy { addr, status_line })
+        Err(HealthcheckError::Unhealthy {
+            addr,
+            status_line: format!("HTTP {status}"),
+        })
     }
 }

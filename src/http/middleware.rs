@@ -1,4 +1,4 @@
-//! Request id, tracing span and deadline.
+//! Request id (tower-http's, with a check of what callers send), tracing span, header limit and deadline.
 //!
 //! Spans carry the method, the matched route (never the raw URI: query strings may hold tokens), the request id,
 //! the status and the latency. Nothing from headers or bodies is recorded.
@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
 
@@ -17,14 +18,10 @@ use super::AppState;
 use crate::error::ApiError;
 
 /// The request id header.
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_REQUEST_ID: &str = "x-request-id";
 
 /// Longest caller-supplied request id that is propagated; longer or odd ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// The request's id, in its extensions.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub HeaderValue);
 
 fn acceptable_request_id(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
@@ -35,27 +32,30 @@ fn acceptable_request_id(value: &HeaderValue) -> bool {
         })
 }
 
-fn new_request_id() -> HeaderValue {
-    let id: u128 = rand::random();
-    // 32 hex digits are always a valid header value.
-    HeaderValue::from_str(&format!("{id:032x}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+/// Drops a caller's `x-request-id` that is too long or has odd characters (it goes into every log line), so
+/// tower-http's [`SetRequestIdLayer`](tower_http::request_id::SetRequestIdLayer) makes a new one.
+pub async fn drop_unacceptable_request_id(mut request: Request) -> Request {
+    let acceptable = request
+        .headers()
+        .get(X_REQUEST_ID)
+        .is_none_or(acceptable_request_id);
+    if !acceptable {
+        request.headers_mut().remove(X_REQUEST_ID);
+    }
+    request
 }
 
-/// Takes the caller's `x-request-id` when it is sane, otherwise makes one; puts it in the request's extensions
-/// and echoes it on the response.
-pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = match request.headers().get(&X_REQUEST_ID) {
-        Some(value) if acceptable_request_id(value) => value.clone(),
-        _ => new_request_id(),
-    };
-    request
-        .headers_mut()
-        .insert(X_REQUEST_ID.clone(), id.clone());
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-    response
+/// Makes request ids: 32 random hex digits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id: u128 = rand::random();
+        HeaderValue::from_str(&format!("{id:032x}"))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// Answers 408 in the JSON shape when a request runs past the configured deadline.
@@ -98,7 +98,7 @@ impl<B> MakeSpan<B> for RequestSpan {
         let request_id = request
             .extensions()
             .get::<RequestId>()
-            .and_then(|id| id.0.to_str().ok())
+            .and_then(|id| id.header_value().to_str().ok())
             .unwrap_or("");
         tracing::info_span!(
             "request",

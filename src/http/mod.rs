@@ -19,6 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
@@ -114,7 +116,11 @@ pub fn router(state: AppState) -> Router {
             middleware::header_limit,
         ))
         .layer(middleware::trace_layer())
-        .layer(axum::middleware::from_fn(middleware::request_id))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(middleware::RandomRequestId))
+        .layer(axum::middleware::map_request(
+            middleware::drop_unacceptable_request_id,
+        ))
 }
 
 /// NetEase clients treat any HTTP status but 200 as a transport failure, so `/nimserver` paths keep NetEase's
