@@ -10,6 +10,7 @@
 
 mod config;
 pub mod embedded;
+pub mod keys;
 pub mod redis;
 mod steps;
 

@@ -21,6 +21,7 @@ use super::wire::{
 use super::{rejected, MecloudProvider, AUDIENCE};
 use crate::error::ApiError;
 use crate::extract::JsonOrForm;
+use crate::store::keys::{Counter, StateKey};
 use crate::store::TokenStore;
 
 pub(super) async fn check(
@@ -44,8 +45,8 @@ pub(super) async fn check(
     }))
 }
 
-fn token_digest(app_id: &str, token: &str) -> String {
-    hex::encode(Sha1::digest(format!("{app_id}:{token}").as_bytes()))
+fn exchanged_key(app_id: &str, token: &str) -> StateKey {
+    StateKey::mecloud_exchanged(app_id, &hex::encode(Sha1::digest(token.as_bytes())))
 }
 
 pub(super) async fn exchange(
@@ -74,8 +75,12 @@ pub(super) async fn exchange(
     if provider.single_exchange {
         // Remember the token for as long as its time stays inside the window.
         let remember = provider.window * 2 + Duration::from_secs(1);
-        let key_name = format!("mc:exchanged:{}", token_digest(&claim.app_id, &claim.token));
-        if !provider.store.remember_once(&key_name, remember).await? {
+        let key_name = exchanged_key(&claim.app_id, &claim.token);
+        if !provider
+            .store
+            .remember_once(key_name.as_str(), remember)
+            .await?
+        {
             return Err(ApiError::Conflict {
                 code: "token_already_exchanged",
                 message:
@@ -89,10 +94,15 @@ pub(super) async fn exchange(
     // used up its token, and the client makes a new one (a new time or randomKey) after the lock-out. The key's
     // own limit comes first, so a key over its limit is refused without using up the channel's allowance.
     provider
-        .limit(provider.rate.as_ref(), "rate", channel, Some(key))
+        .limit(provider.rate.as_ref(), Counter::Issue, channel, Some(key))
         .await?;
     provider
-        .limit(provider.channel_rate.as_ref(), "rate", channel, None)
+        .limit(
+            provider.channel_rate.as_ref(),
+            Counter::Issue,
+            channel,
+            None,
+        )
         .await?;
     let now = provider.clock.now_secs();
     let exp = now + i64::from(ttl.as_secs());
@@ -150,7 +160,7 @@ pub(super) async fn verify(
     let claims = provider.decode(&accesstoken)?;
     if provider
         .store
-        .is_revoked(&revocation_subject(&claims))
+        .is_revoked(revocation_subject(&claims).as_str())
         .await?
     {
         return Err(rejected("accesstoken_revoked", "accesstoken was revoked"));
@@ -166,13 +176,8 @@ pub(super) async fn verify(
 
 /// What a revocation is stored under: the channel and the accesstoken's id (only tokenmint signs accesstokens, and
 /// it gives each a random 128-bit id).
-fn revocation_subject(claims: &AccessClaims) -> String {
-    format!(
-        "mc:revoked:{}:{}:{}",
-        claims.app_id.len(),
-        claims.app_id,
-        claims.jti
-    )
+fn revocation_subject(claims: &AccessClaims) -> StateKey {
+    StateKey::mecloud_revoked(&claims.app_id, &claims.jti)
 }
 
 /// Revokes one genuine accesstoken until its expiry (bounded by the policy); whoever holds it may revoke it.
@@ -184,13 +189,13 @@ pub(super) async fn revoke(
     let claims = provider.decode(&request.accesstoken)?;
     if let Some((channel, key)) = provider.key_of(&claims) {
         provider
-            .limit(provider.rate.as_ref(), "revoke-rate", channel, Some(key))
+            .limit(provider.rate.as_ref(), Counter::Revoke, channel, Some(key))
             .await?;
     }
     provider
         .store
         .revoke_until(
-            &revocation_subject(&claims),
+            revocation_subject(&claims).as_str(),
             claims.exp.saturating_mul(1000),
         )
         .await?;

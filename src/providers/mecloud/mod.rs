@@ -34,6 +34,7 @@ use self::config::MecloudSettings;
 use self::domain::{TokenClaim, TokenFault, SECONDS_THRESHOLD};
 use self::token::AccessClaims;
 use crate::error::ApiError;
+use crate::store::keys::{Counter, StateKey};
 use crate::store::{RateLimit, Store, TokenStore};
 use crate::ttl::{SharedClock, TtlPolicy, TtlSettings};
 
@@ -201,28 +202,20 @@ fn rejected(code: &'static str, message: impl Into<Cow<'static, str>>) -> ApiErr
 }
 
 impl MecloudProvider {
-    /// Counts one event of `kind` for the key (or, with `None`, the whole channel) under `rate`; 429 past it.
+    /// Counts one event of `counter` for the key (or, with `None`, the whole channel) under `rate`; 429 past it.
     async fn limit(
         &self,
 
         rate: Option<&RateLimit>,
-        kind: &str,
+        counter: Counter,
         channel: &Channel,
         key: Option<&Key>,
     ) -> Result<(), ApiError> {
         let Some(rate) = rate else {
             return Ok(());
         };
-        let counter = match key {
-            Some(key) => format!(
-                "mc:{kind}:{}:{}:{}",
-                channel.app_id.len(),
-                channel.app_id,
-                key.id
-            ),
-            None => format!("mc:{kind}:{}", channel.app_id),
-        };
-        let decision = self.store.hit(&counter, rate).await?;
+        let key = StateKey::mecloud_counter(&channel.app_id, key.map(|k| k.id.as_str()), counter);
+        let decision = self.store.hit(key.as_str(), rate).await?;
         if decision.allowed {
             return Ok(());
         }

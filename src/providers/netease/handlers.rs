@@ -15,6 +15,7 @@ use super::domain::{self, ChannelName, Uid};
 use super::wire::{envelope, AuthHeaders, Code, Form, NeteaseError};
 use super::{token, App, NeteaseProvider, TOKEN_INVALID};
 use crate::extract::BodyLimit;
+use crate::store::keys::{Counter, StateKey};
 use crate::store::{Admission, RecordKey, TokenStore};
 
 /// An authenticated call: the app, the secret whose CheckSum matched, and the form.
@@ -60,8 +61,8 @@ async fn authenticate(
         // Remember the header set for as long as its CurTime stays acceptable.
         let until = auth.cur_time.saturating_add(window).saturating_add(1);
         let ttl = Duration::from_secs(u64::try_from((until - now).max(1)).unwrap_or(1));
-        let key = format!("ne:replay:{}:{}:{}", app.app_key, auth.cur_time, auth.nonce);
-        if !provider.store.remember_once(&key, ttl).await? {
+        let key = StateKey::netease_replay(&app.app_key, auth.cur_time, auth.nonce);
+        if !provider.store.remember_once(key.as_str(), ttl).await? {
             return Err(NeteaseError::new(
                 Code::Replayed,
                 "request repeated: this AppKey, Nonce and CurTime were already used",
@@ -83,29 +84,40 @@ fn record_key(app: &App, uid: Uid, channel: &str) -> RecordKey {
 /// What a revoked self-computed token is stored under: the app and the token's canonical text, so every spelling
 /// of the token is revoked and no app can revoke another app's token. (Tokens tokenmint issued carry their own
 /// marker, written with their record; see `issue`.)
-fn revoked_id(app: &App, canonical: &str) -> String {
-    format!(
-        "ne:nofallback:{}:{}",
-        app.app_key,
-        hex::encode(Sha1::digest(canonical.as_bytes()))
+fn revoked_id(app: &App, canonical: &str) -> StateKey {
+    StateKey::netease_revoked(
+        &app.app_key,
+        &hex::encode(Sha1::digest(canonical.as_bytes())),
     )
 }
 
 /// Counts one call against the app's rate limit (a separate counter per kind of call); 416 past it.
-async fn rate_limit(provider: &NeteaseProvider, app: &App, kind: &str) -> Result<(), NeteaseError> {
+async fn rate_limit(
+    provider: &NeteaseProvider,
+    app: &App,
+    counter: Counter,
+) -> Result<(), NeteaseError> {
     let Some(rate) = &app.rate else {
         return Ok(());
     };
     let decision = provider
         .store
-        .hit(&format!("ne:{kind}:{}", app.app_key), rate)
+        .hit(
+            StateKey::netease_counter(&app.app_key, counter).as_str(),
+            rate,
+        )
         .await?;
     if decision.allowed {
         Ok(())
     } else {
         Err(NeteaseError::new(
             Code::RateLimited,
-            format!("frequency control: rate limit exceeded for this app ({kind})"),
+            match counter {
+                Counter::Issue => "frequency control: getToken rate limit exceeded for this app",
+                Counter::Revoke => {
+                    "frequency control: revokeToken rate limit exceeded for this app"
+                }
+            },
         ))
     }
 }
@@ -139,7 +151,7 @@ async fn issue(provider: &NeteaseProvider, request: Request) -> Result<String, N
         .resolve(requested)
         .map_err(|e| NeteaseError::param(e.to_string().replacen("ttl", "expireAt", 1)))?;
     let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
-    rate_limit(provider, call.app, "rate").await?;
+    rate_limit(provider, call.app, Counter::Issue).await?;
 
     let now_ms = provider.next_cur_time();
     let signature = token::signature(
@@ -239,7 +251,7 @@ async fn self_computed(
     );
     let (issued, revoked) = tokio::try_join!(
         provider.store.was_issued(&key, canonical),
-        provider.store.is_revoked(&revoked_key),
+        provider.store.is_revoked(revoked_key.as_str()),
     )?;
     if issued || revoked {
         return Err(NeteaseError::new(
@@ -288,7 +300,7 @@ async fn revoke(provider: &NeteaseProvider, request: Request) -> Result<bool, Ne
             Some((revoked_id(call.app, &decoded.canonical()), expires_at))
         }
     };
-    rate_limit(provider, call.app, "revoke-rate").await?;
+    rate_limit(provider, call.app, Counter::Revoke).await?;
     let mut revoked = provider
         .store
         .revoke(&record_key(call.app, uid, channel.as_str()))
@@ -297,7 +309,7 @@ async fn revoke(provider: &NeteaseProvider, request: Request) -> Result<bool, Ne
     if let Some((subject, until)) = blocked {
         // The lifetime is bounded by the policy (check_signature), so this entry is too.
         if until > provider.clock.now_millis() {
-            provider.store.revoke_until(&subject, until).await?;
+            provider.store.revoke_until(subject.as_str(), until).await?;
             revoked = true;
         }
     }

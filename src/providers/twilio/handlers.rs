@@ -1,6 +1,5 @@
 //! The Twilio routes: HTTP Basic authentication, mint, verify and revoke.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, State};
@@ -19,6 +18,7 @@ use super::token::{self, Claims, Unverified};
 use super::{ApiKey, TwilioProvider};
 use crate::error::ApiError;
 use crate::extract::AppJson;
+use crate::store::keys::{Counter, StateKey};
 use crate::store::TokenStore;
 
 /// The authenticated caller: the API key it presented.
@@ -150,7 +150,7 @@ pub(super) async fn verify(
         Ok(verified) => {
             if provider
                 .store
-                .is_revoked(&revocation_subject(account, &request.token))
+                .is_revoked(revocation_subject(account, &request.token).as_str())
                 .await?
             {
                 Err(token::VerifyError::Revoked)
@@ -208,13 +208,12 @@ fn check(
 /// token revoked, whoever minted it: Twilio's helper libraries give two tokens minted in the same second the same
 /// `jti`, and another account could sign a token carrying any `jti` it likes. The signed part cannot be spelled
 /// two ways without breaking the signature, and a verified token always has one.
-fn revocation_subject(account: &Sid, token: &str) -> String {
+fn revocation_subject(account: &Sid, token: &str) -> StateKey {
     let signed = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
-    let mut subject = format!("twilio:{account}:");
-    for byte in Sha256::digest(signed.as_bytes()) {
-        let _ = write!(subject, "{byte:02x}");
-    }
-    subject
+    StateKey::twilio_revoked(
+        account.as_str(),
+        &hex::encode(Sha256::digest(signed.as_bytes())),
+    )
 }
 
 /// `POST /twilio/v1/tokens/revoke` response.
@@ -251,7 +250,10 @@ pub(super) async fn revoke(
     if let Some(rate) = &provider.revoke_rate {
         let decision = provider
             .store
-            .hit(&format!("twilio:revoke-rate:{account}"), rate)
+            .hit(
+                StateKey::twilio_counter(account.as_str(), Counter::Revoke).as_str(),
+                rate,
+            )
             .await?;
         if !decision.allowed {
             let wait_ms = (decision.reset_at_ms - provider.clock.now_millis()).max(0);
@@ -263,7 +265,7 @@ pub(super) async fn revoke(
     provider
         .store
         .revoke_until(
-            &revocation_subject(account, &request.token),
+            revocation_subject(account, &request.token).as_str(),
             exp.saturating_mul(1000),
         )
         .await?;
