@@ -25,6 +25,24 @@ pub trait Clock: Send + Sync + fmt::Debug {
     }
 }
 
+/// Whole milliseconds of a duration as the signed milliseconds every timestamp here uses, saturating: the one
+/// conversion from `Duration`.
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Whole seconds of a duration as signed seconds, saturating.
+pub fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Seconds to wait from `now_ms` until `at_ms`, rounded up and at least 1: a `Retry-After` value.
+pub fn retry_after_secs(at_ms: i64, now_ms: i64) -> u64 {
+    u64::try_from(at_ms.saturating_sub(now_ms).saturating_add(999) / 1000)
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// A shared, clonable clock handle.
 pub type SharedClock = Arc<dyn Clock>;
 
@@ -35,7 +53,7 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_millis(&self) -> i64 {
         match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(elapsed) => i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
+            Ok(elapsed) => millis(elapsed),
             // A clock set before 1970 is broken beyond what tokenmint can fix; report the epoch.
             Err(_) => 0,
         }
@@ -63,13 +81,13 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        let by = millis(by);
         self.millis.fetch_add(by, Ordering::SeqCst);
     }
 
     /// Moves the clock backward.
     pub fn rewind(&self, by: Duration) {
-        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        let by = millis(by);
         self.millis.fetch_sub(by, Ordering::SeqCst);
     }
 

@@ -16,10 +16,7 @@ pub(crate) fn issued_id(key: &RecordKey, token: &str) -> String {
     format!("{}:{}", token_digest(token), key.encoded())
 }
 
-/// Milliseconds of a duration, saturating.
-pub(crate) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+pub(crate) use crate::ttl::millis;
 
 /// The rate-window arithmetic both backends share (the Redis script mirrors it): returns the new state
 /// `(window_start_ms, count, locked_until_ms)` and the decision.

@@ -165,7 +165,7 @@ impl MecloudProvider {
             .get(&claim.app_id)
             .ok_or(TokenFault::UnknownAppId)?;
         let now = self.clock.now_millis();
-        let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        let window = crate::ttl::millis(self.window);
         if (claim.time - now).abs() > window {
             let as_seconds = claim.time < SECONDS_THRESHOLD
                 && (claim.time.saturating_mul(1000) - now).abs() <= window;
@@ -219,9 +219,11 @@ impl MecloudProvider {
         if decision.allowed {
             return Ok(());
         }
-        let wait_ms = (decision.reset_at_ms - self.clock.now_millis()).max(0);
         Err(ApiError::RateLimited {
-            retry_after_secs: u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1),
+            retry_after_secs: crate::ttl::retry_after_secs(
+                decision.reset_at_ms,
+                self.clock.now_millis(),
+            ),
         })
     }
 
@@ -291,7 +293,7 @@ impl MecloudProvider {
         }
         // Whatever the signature, no accesstoken outlives the policy: checked on every verification.
         let max = i64::from(self.policy.max());
-        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        let leeway = crate::ttl::secs(self.leeway);
         let latest = self
             .clock
             .now_secs()

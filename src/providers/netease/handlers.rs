@@ -42,7 +42,7 @@ async fn authenticate(
         .get(auth.app_key)
         .ok_or(NeteaseError::param("appkey: unknown AppKey"))?;
     let now = provider.clock.now_secs();
-    let window = i64::try_from(provider.window.as_secs()).unwrap_or(i64::MAX);
+    let window = crate::ttl::secs(provider.window);
     if (now - auth.cur_time).abs() > window {
         return Err(NeteaseError::param("CurTime is expired"));
     }

@@ -132,7 +132,7 @@ impl NeteaseProvider {
         rooms: &[&'r str],
         decoded: &token::SelfToken,
     ) -> Result<(&'r str, i64), NeteaseError> {
-        let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        let window_ms = crate::ttl::millis(self.window);
         if decoded.ttl == 0 || decoded.ttl > self.policy.max() {
             return Err(NeteaseError::forbidden(TOKEN_INVALID));
         }

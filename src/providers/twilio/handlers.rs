@@ -191,7 +191,7 @@ fn check(
     // token's expiry) is bounded too. Checked after the signature, so a forgery is reported as one.
     let latest = now
         .saturating_add(i64::from(provider.policy.max()))
-        .saturating_add(i64::try_from(provider.leeway.as_secs()).unwrap_or(i64::MAX));
+        .saturating_add(crate::ttl::secs(provider.leeway));
     match (&outcome, exp) {
         (Ok(_) | Err(token::VerifyError::NotYetValid { .. }), Some(exp)) if exp > latest => {
             Err(token::VerifyError::LifetimeExceedsPolicy {
@@ -256,9 +256,11 @@ pub(super) async fn revoke(
             )
             .await?;
         if !decision.allowed {
-            let wait_ms = (decision.reset_at_ms - provider.clock.now_millis()).max(0);
             return Err(ApiError::RateLimited {
-                retry_after_secs: u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1),
+                retry_after_secs: crate::ttl::retry_after_secs(
+                    decision.reset_at_ms,
+                    provider.clock.now_millis(),
+                ),
             });
         }
     }
