@@ -36,7 +36,6 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    state: AppState,
     shutdown_grace: Duration,
 }
 
@@ -59,8 +58,7 @@ impl Application {
             .map_err(StartupError::Store)?;
         Ok(Self {
             listener,
-            router: router(state.clone()),
-            state,
+            router: router(state),
             shutdown_grace: settings.server.shutdown_grace,
         })
     }
@@ -68,11 +66,6 @@ impl Application {
     /// The address actually bound (port 0 resolved).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
-    }
-
-    /// The shared state, for tests that inspect it.
-    pub fn state(&self) -> &AppState {
-        &self.state
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish for at most

@@ -188,11 +188,6 @@ impl TtlPolicy {
         TtlBounds { min, default, max }.try_into()
     }
 
-    /// The default TTL.
-    pub fn default_ttl(&self) -> Ttl {
-        Ttl(self.default)
-    }
-
     /// The smallest TTL allowed.
     pub fn min(&self) -> u32 {
         self.min
