@@ -118,20 +118,8 @@ fn healthcheck_fails_when_nothing_listens() {
 
 #[test]
 fn serve_answers_the_healthcheck_and_exits_cleanly_on_sigterm() {
-    let port = crate::helpers::free_port().to_string();
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env_clear()
-        .env("TOKENMINT_SERVER__PORT", &port)
-        .env(
-            "TOKENMINT_STORE__EMBEDDED__PATH",
-            crate::helpers::temp_path("serve.redb"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let addr = format!("127.0.0.1:{port}");
+    let mut served = crate::helpers::Binary::serve(&[], Stdio::null());
+    let addr = served.addr.clone();
     let started = Instant::now();
     loop {
         let probe = tokenmint(
@@ -148,13 +136,13 @@ fn serve_answers_the_healthcheck_and_exits_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &served.child.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = served.child.try_wait().expect("wait") {
             break status;
         }
         assert!(

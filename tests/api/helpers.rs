@@ -116,6 +116,26 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// POSTs a JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GETs with query parameters.
+    pub async fn get_query(&self, path: &str, query: &[(&str, &str)]) -> Response {
+        self.client
+            .get(self.url(path))
+            .query(query)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// POSTs JSON to a Twilio route with the given API key.
     pub async fn post_twilio(&self, path: &str, key: (&str, &str), body: &Value) -> Response {
         self.client
@@ -212,5 +232,55 @@ fn remove_stale_dirs(root: &std::path::Path) {
         if stale {
             let _ = std::fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+/// The real `tokenmint serve` process on a free port, with a clean environment plus `env`; killed when dropped.
+pub struct Binary {
+    pub child: std::process::Child,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+}
+
+impl Binary {
+    /// Starts the binary and waits until its port accepts connections; its output goes to `output`.
+    pub fn serve(env: &[(&str, &str)], output: std::process::Stdio) -> Self {
+        Self::serve_with(env, output, std::process::Stdio::null())
+    }
+
+    /// Like [`Binary::serve`], with stdout and stderr given separately.
+    pub fn serve_with(
+        env: &[(&str, &str)],
+        stdout: std::process::Stdio,
+        stderr: std::process::Stdio,
+    ) -> Self {
+        let port = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tokenmint"))
+            .arg("serve")
+            .env_clear()
+            .env("TOKENMINT_SERVER__PORT", port.to_string())
+            .env("TOKENMINT_STORE__EMBEDDED__PATH", temp_path("binary.redb"))
+            .envs(env.iter().copied())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("serve starts");
+        let addr = format!("127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "service did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self { child, addr }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

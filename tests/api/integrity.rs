@@ -8,13 +8,13 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sha1::{Digest, Sha1};
 use tokenmint::ttl::Clock;
 
 use crate::helpers::{
     assert_error, assert_status, basic, settings_with, spawn_app, spawn_app_with, TestApp,
     ACCOUNT_SID, KEY_1,
 };
+use crate::mecloud::{self, accesstoken_for, request_for, verify_query, ALICE_KEY, CHANNEL_KEY};
 use crate::netease::{
     auth_headers_for, call, checksum, decode, fresh_nonce, get_token, post_raw, self_computed,
     urlencode, APP_KEY, FORM, GET_TOKEN, REVOKE, SECRET, VERIFY,
@@ -165,13 +165,7 @@ async fn numbers_with_more_than_one_spelling_are_refused() {
         (format!("+{time}"), "plus sign"),
     ] {
         let body = json!({"appId": "1", "time": text, "randomKey": "k", "token": "0".repeat(40)});
-        let response = app
-            .client
-            .post(app.url("/mecloud/v2/token/check"))
-            .json(&body)
-            .send()
-            .await
-            .expect("sent");
+        let response = mecloud::post(&app, mecloud::CHECK, &body).await;
         let (code, _) = assert_error(response, StatusCode::BAD_REQUEST).await;
         assert_eq!(code, "invalid_time", "MeCloud time with a {what}");
     }
@@ -457,49 +451,10 @@ async fn a_repeated_authorization_header_is_refused() {
 // ---------------------------------------------------------------------------------------------------------------
 // MeCloud
 
-const CHANNEL_KEY: &str = "sample-mecloud-secret-not-for-production";
-const ALICE_KEY: &str = "sample-mecloud-user-key-not-for-production";
 const SAMPLE_SIGNING: &str = "sample-mecloud-accesstoken-signing-secret-not-for-production";
 
-fn client_token(app_id: &str, time: i64, random_key: &str, secret: &str) -> String {
-    hex::encode(Sha1::digest(
-        format!("{app_id}.{time}.{random_key}.{secret}").as_bytes(),
-    ))
-}
-
-fn token_request(app: &TestApp, app_id: &str, random_key: &str, secret: &str) -> Value {
-    let time = app.clock.now_millis();
-    json!({"appId": app_id, "time": time, "randomKey": random_key, "token": client_token(app_id, time, random_key, secret)})
-}
-
 async fn exchange(app: &TestApp, body: &Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/mecloud/v2/accesstoken"))
-        .json(body)
-        .send()
-        .await
-        .expect("sent")
-}
-
-async fn accesstoken(app: &TestApp, app_id: &str, random_key: &str, secret: &str) -> String {
-    let body = assert_status(
-        exchange(app, &token_request(app, app_id, random_key, secret)).await,
-        StatusCode::OK,
-    )
-    .await;
-    body["accesstoken"]
-        .as_str()
-        .expect("accesstoken")
-        .to_owned()
-}
-
-async fn verify_accesstoken(app: &TestApp, accesstoken: &str) -> reqwest::Response {
-    app.client
-        .get(app.url("/mecloud/v2/accesstoken/verify"))
-        .query(&[("access-token", accesstoken)])
-        .send()
-        .await
-        .expect("sent")
+    mecloud::post(app, mecloud::EXCHANGE, body).await
 }
 
 fn signed_accesstoken(key: &[u8], kid: &str, claims: &Value) -> String {
@@ -539,15 +494,12 @@ async fn an_accesstoken_forged_from_a_user_key_is_refused() {
         (ALICE_KEY.as_bytes().to_vec(), "the user key itself"),
     ] {
         let forged = signed_accesstoken(&key, "1:user-alice", &claims);
-        let (code, _) = assert_error(
-            verify_accesstoken(&app, &forged).await,
-            StatusCode::UNAUTHORIZED,
-        )
-        .await;
+        let (code, _) =
+            assert_error(verify_query(&app, &forged).await, StatusCode::UNAUTHORIZED).await;
         assert_eq!(code, "bad_signature", "{what}");
     }
-    let genuine = accesstoken(&app, "1", "alice", ALICE_KEY).await;
-    assert_status(verify_accesstoken(&app, &genuine).await, StatusCode::OK).await;
+    let genuine = accesstoken_for(&app, "1", "alice", ALICE_KEY).await;
+    assert_status(verify_query(&app, &genuine).await, StatusCode::OK).await;
 }
 
 #[tokio::test]
@@ -565,7 +517,7 @@ async fn an_accesstoken_living_longer_than_the_policy_is_refused_whatever_its_si
         &accesstoken_claims(&app, "1", "channel", "a", 2 * 86_400),
     );
     let (code, _) = assert_error(
-        verify_accesstoken(&app, &two_days).await,
+        verify_query(&app, &two_days).await,
         StatusCode::UNAUTHORIZED,
     )
     .await;
@@ -575,7 +527,7 @@ async fn an_accesstoken_living_longer_than_the_policy_is_refused_whatever_its_si
         "1:channel",
         &accesstoken_claims(&app, "1", "channel", "b", 86_400),
     );
-    assert_status(verify_accesstoken(&app, &one_day).await, StatusCode::OK).await;
+    assert_status(verify_query(&app, &one_day).await, StatusCode::OK).await;
 }
 
 #[tokio::test]
@@ -591,20 +543,16 @@ async fn signing_secrets_rotate_with_the_old_one_still_verifying_until_it_is_rem
         settings_with(&toml, &[])
     };
     let before = spawn_app_with(config("old", &["old"])).await;
-    let old = accesstoken(&before, "1", "r1", CHANNEL_KEY).await;
+    let old = accesstoken_for(&before, "1", "r1", CHANNEL_KEY).await;
 
     let during = spawn_app_with(config("new", &["old", "new"])).await;
-    let new = accesstoken(&during, "1", "r2", CHANNEL_KEY).await;
-    assert_status(verify_accesstoken(&during, &old).await, StatusCode::OK).await;
-    assert_status(verify_accesstoken(&during, &new).await, StatusCode::OK).await;
+    let new = accesstoken_for(&during, "1", "r2", CHANNEL_KEY).await;
+    assert_status(verify_query(&during, &old).await, StatusCode::OK).await;
+    assert_status(verify_query(&during, &new).await, StatusCode::OK).await;
 
     let after = spawn_app_with(config("new", &["new"])).await;
-    assert_status(verify_accesstoken(&after, &new).await, StatusCode::OK).await;
-    let (code, _) = assert_error(
-        verify_accesstoken(&after, &old).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    assert_status(verify_query(&after, &new).await, StatusCode::OK).await;
+    let (code, _) = assert_error(verify_query(&after, &old).await, StatusCode::UNAUTHORIZED).await;
     assert_eq!(
         code, "bad_signature",
         "a removed signing secret kills what it signed"
@@ -622,11 +570,11 @@ async fn one_user_key_over_its_limit_does_not_lock_out_the_channel() {
     ))
     .await;
     for i in 0..3 {
-        accesstoken(&app, "1", &format!("a{i}"), ALICE_KEY).await;
+        accesstoken_for(&app, "1", &format!("a{i}"), ALICE_KEY).await;
     }
-    let response = exchange(&app, &token_request(&app, "1", "a3", ALICE_KEY)).await;
+    let response = exchange(&app, &request_for(&app, "1", "a3", ALICE_KEY)).await;
     assert_error(response, StatusCode::TOO_MANY_REQUESTS).await;
-    accesstoken(&app, "1", "owner", CHANNEL_KEY).await;
+    accesstoken_for(&app, "1", "owner", CHANNEL_KEY).await;
 }
 
 #[tokio::test]
@@ -639,19 +587,19 @@ async fn the_channel_wide_limit_caps_all_keys_together_without_a_lock_out() {
         ],
     ))
     .await;
-    accesstoken(&app, "1", "a", ALICE_KEY).await;
-    accesstoken(&app, "1", "b", CHANNEL_KEY).await;
-    let response = exchange(&app, &token_request(&app, "1", "c", CHANNEL_KEY)).await;
+    accesstoken_for(&app, "1", "a", ALICE_KEY).await;
+    accesstoken_for(&app, "1", "b", CHANNEL_KEY).await;
+    let response = exchange(&app, &request_for(&app, "1", "c", CHANNEL_KEY)).await;
     assert_error(response, StatusCode::TOO_MANY_REQUESTS).await;
     app.clock.advance(Duration::from_secs(60));
-    accesstoken(&app, "1", "d", CHANNEL_KEY).await;
+    accesstoken_for(&app, "1", "d", CHANNEL_KEY).await;
 }
 
 #[tokio::test]
 async fn a_revocation_is_kept_per_channel() {
     let other = "[mecloud.channels.other]\napp_id = \"other\"\n[mecloud.channels.other.keys]\nowner = \"other-channel-key\"\n";
     let app = spawn_app_with(settings_with(other, &[])).await;
-    let victim = accesstoken(&app, "1", "alice", CHANNEL_KEY).await;
+    let victim = accesstoken_for(&app, "1", "alice", CHANNEL_KEY).await;
     let (_, claims) = crate::helpers::decode_parts(&victim);
     let jti = claims["jti"].as_str().expect("jti");
     // A token of the other channel carrying the same id (only tokenmint can sign one; this test plays tokenmint).
@@ -674,9 +622,9 @@ async fn a_revocation_is_kept_per_channel() {
         .await
         .expect("sent");
     assert_status(response, StatusCode::OK).await;
-    assert_status(verify_accesstoken(&app, &victim).await, StatusCode::OK).await;
+    assert_status(verify_query(&app, &victim).await, StatusCode::OK).await;
     let (code, _) = assert_error(
-        verify_accesstoken(&app, &lookalike).await,
+        verify_query(&app, &lookalike).await,
         StatusCode::UNAUTHORIZED,
     )
     .await;

@@ -1,41 +1,28 @@
 //! Secrets and issued tokens never reach the logs, even at debug level and with JSON output.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 
-use crate::helpers::{basic, free_port, temp_path, KEY_1};
+use crate::helpers::{basic, temp_path, Binary, KEY_1};
 
 const NETEASE_SECRET: &str = "sample-netease-secret-not-for-production";
 const MECLOUD_SECRET: &str = "sample-mecloud-secret-not-for-production";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_contain_secrets_or_issued_tokens() {
-    let port = free_port();
     let log_path = temp_path("service.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenmint"))
-        .arg("serve")
-        .env_clear()
-        .env("TOKENMINT_SERVER__PORT", port.to_string())
-        .env("TOKENMINT_STORE__EMBEDDED__PATH", temp_path("logs.redb"))
-        .env("TOKENMINT_LOG__LEVEL", "debug")
-        .env("TOKENMINT_LOG__FORMAT", "json")
-        .stdout(log.try_clone().expect("clone"))
-        .stderr(log)
-        .spawn()
-        .expect("serve starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "service did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut served = Binary::serve_with(
+        &[
+            ("TOKENMINT_LOG__LEVEL", "debug"),
+            ("TOKENMINT_LOG__FORMAT", "json"),
+        ],
+        log.try_clone().expect("clone").into(),
+        log.into(),
+    );
+    let base = format!("http://{}", served.addr);
     let client = reqwest::Client::new();
     let mut issued = Vec::new();
 
@@ -115,9 +102,9 @@ async fn logs_never_contain_secrets_or_issued_tokens() {
     issued.push(accesstoken);
 
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &served.child.id().to_string()])
         .status();
-    let _ = child.wait();
+    let _ = served.child.wait();
     let logs = std::fs::read_to_string(&log_path).expect("log read");
     assert!(
         logs.contains("request completed"),

@@ -12,45 +12,55 @@ use crate::helpers::{
 };
 use crate::redis_server::RedisServer;
 
-const APP_ID: &str = "1";
-const CHANNEL_KEY: &str = "sample-mecloud-secret-not-for-production";
-const ALICE_KEY: &str = "sample-mecloud-user-key-not-for-production";
-const CHECK: &str = "/mecloud/v2/token/check";
-const EXCHANGE: &str = "/mecloud/v2/accesstoken";
-const VERIFY: &str = "/mecloud/v2/accesstoken/verify";
-const REVOKE: &str = "/mecloud/v2/accesstoken/revoke";
+pub const APP_ID: &str = "1";
+pub const CHANNEL_KEY: &str = "sample-mecloud-secret-not-for-production";
+pub const ALICE_KEY: &str = "sample-mecloud-user-key-not-for-production";
+pub const CHECK: &str = "/mecloud/v2/token/check";
+pub const EXCHANGE: &str = "/mecloud/v2/accesstoken";
+pub const VERIFY: &str = "/mecloud/v2/accesstoken/verify";
+pub const REVOKE: &str = "/mecloud/v2/accesstoken/revoke";
 
-fn token(app_id: &str, time: i64, random_key: &str, secret: &str) -> String {
+pub fn token(app_id: &str, time: i64, random_key: &str, secret: &str) -> String {
     hex::encode(Sha1::digest(
         format!("{app_id}.{time}.{random_key}.{secret}").as_bytes(),
     ))
 }
 
-fn request(app: &TestApp, random_key: &str, secret: &str) -> Value {
+/// A check or exchange body for channel `app_id`, made with `secret` at the app's time.
+pub fn request_for(app: &TestApp, app_id: &str, random_key: &str, secret: &str) -> Value {
     let time = app.clock.now_millis();
-    json!({"appId": APP_ID, "time": time, "randomKey": random_key, "token": token(APP_ID, time, random_key, secret)})
+    json!({"appId": app_id, "time": time, "randomKey": random_key, "token": token(app_id, time, random_key, secret)})
 }
 
-async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
-    app.client
-        .post(app.url(path))
-        .json(body)
-        .send()
-        .await
-        .expect("sent")
+fn request(app: &TestApp, random_key: &str, secret: &str) -> Value {
+    request_for(app, APP_ID, random_key, secret)
+}
+
+pub async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
+    app.post_json(path, body).await
 }
 
 async fn exchange_ok(app: &TestApp, body: &Value) -> Value {
     assert_status(post(app, EXCHANGE, body).await, StatusCode::OK).await
 }
 
-async fn verify_query(app: &TestApp, accesstoken: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(VERIFY))
-        .query(&[("access-token", accesstoken)])
-        .send()
+/// Exchanges a token of channel `app_id` made with `secret`; asserts success; returns the accesstoken.
+pub async fn accesstoken_for(
+    app: &TestApp,
+    app_id: &str,
+    random_key: &str,
+    secret: &str,
+) -> String {
+    let body = exchange_ok(app, &request_for(app, app_id, random_key, secret)).await;
+    body["accesstoken"]
+        .as_str()
+        .expect("accesstoken")
+        .to_owned()
+}
+
+pub async fn verify_query(app: &TestApp, accesstoken: &str) -> reqwest::Response {
+    app.get_query(VERIFY, &[("access-token", accesstoken)])
         .await
-        .expect("sent")
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Behaviour specific to one backend: purging, sharing through Redis, outages, durability across SIGKILL.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -8,7 +8,7 @@ use serde_json::json;
 use tokenmint::store::{Admission, Backend, RecordKey, Store, TokenStore};
 use tokenmint::ttl::ManualClock;
 
-use crate::helpers::{assert_status, basic, spawn_on_redis, temp_path, KEY_1};
+use crate::helpers::{assert_status, basic, spawn_on_redis, temp_path, Binary, KEY_1};
 use crate::redis_server::RedisServer;
 use crate::store::{settings, Harness};
 
@@ -219,32 +219,14 @@ async fn two_instances_sharing_redis_see_each_others_revocations() {
     assert_eq!(verdict["error"]["code"], "token_revoked", "{verdict}");
 }
 
-struct Served {
-    child: Child,
-    addr: String,
-}
-
-fn serve_binary(db: &std::path::Path) -> Served {
-    let port = crate::helpers::free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_tokenmint"))
-        .arg("serve")
-        .env_clear()
-        .env("TOKENMINT_SERVER__PORT", port.to_string())
-        .env("TOKENMINT_STORE__EMBEDDED__PATH", db)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let addr = format!("127.0.0.1:{port}");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "service did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Served { child, addr }
+fn serve_binary(db: &std::path::Path) -> Binary {
+    Binary::serve(
+        &[(
+            "TOKENMINT_STORE__EMBEDDED__PATH",
+            db.to_str().expect("utf-8 path"),
+        )],
+        Stdio::null(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
