@@ -27,7 +27,7 @@ use self::writer::{open_database, storage, submit, writer, Job, OpError, Shared}
 
 use super::{
     issue_step, matching_unexpired, millis, rate_step, use_step, Admission, EmbeddedSettings,
-    Issued, RateDecision, RateLimit, RecordKey, RecordState, StoreError, TokenRecord,
+    Issued, RateDecision, RateLimit, RecordKey, RecordState, StoreError, TokenRecord, TokenStore,
 };
 use crate::ttl::SharedClock;
 
@@ -188,8 +188,10 @@ impl EmbeddedStore {
             OpError::Storage(cause) => StoreError::Unavailable(cause),
         })
     }
+}
 
-    pub(super) async fn issue_or_extend(
+impl TokenStore for EmbeddedStore {
+    async fn issue_or_extend(
         &self,
         key: &RecordKey,
         candidate: &str,
@@ -218,11 +220,7 @@ impl EmbeddedStore {
         .await
     }
 
-    pub(super) async fn was_issued(
-        &self,
-        key: &RecordKey,
-        token: &str,
-    ) -> Result<bool, StoreError> {
+    async fn was_issued(&self, key: &RecordKey, token: &str) -> Result<bool, StoreError> {
         let (marker, now) = (super::issued_id(key, token), self.clock.now_millis());
         self.read(move |txn| {
             let table = txn.open_table(ISSUED).map_err(storage)?;
@@ -234,7 +232,7 @@ impl EmbeddedStore {
         .await
     }
 
-    pub(super) async fn lookup(
+    async fn lookup(
         &self,
         key: &RecordKey,
         token: &str,
@@ -248,11 +246,7 @@ impl EmbeddedStore {
         .await
     }
 
-    pub(super) async fn use_token(
-        &self,
-        key: &RecordKey,
-        token: &str,
-    ) -> Result<Admission, StoreError> {
+    async fn use_token(&self, key: &RecordKey, token: &str) -> Result<Admission, StoreError> {
         let (key, token, now) = (key.encoded(), token.to_owned(), self.clock.now_millis());
         self.write(move |txn| {
             let mut table = txn.open_table(RECORDS).map_err(storage)?;
@@ -268,7 +262,7 @@ impl EmbeddedStore {
         .await
     }
 
-    pub(super) async fn revoke(&self, key: &RecordKey) -> Result<Option<TokenRecord>, StoreError> {
+    async fn revoke(&self, key: &RecordKey) -> Result<Option<TokenRecord>, StoreError> {
         let (key, now) = (key.encoded(), self.clock.now_millis());
         self.write(move |txn| {
             let mut table = txn.open_table(RECORDS).map_err(storage)?;
@@ -289,7 +283,7 @@ impl EmbeddedStore {
         .await
     }
 
-    pub(super) async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let (key, now) = (key.to_owned(), self.clock.now_millis());
         self.write(move |txn| {
             let mut table = txn.open_table(ONCE).map_err(storage)?;
@@ -307,11 +301,7 @@ impl EmbeddedStore {
         .await
     }
 
-    pub(super) async fn hit(
-        &self,
-        key: &str,
-        limit: &RateLimit,
-    ) -> Result<RateDecision, StoreError> {
+    async fn hit(&self, key: &str, limit: &RateLimit) -> Result<RateDecision, StoreError> {
         let (key, limit, now) = (key.to_owned(), *limit, self.clock.now_millis());
         self.write(move |txn| {
             let mut table = txn.open_table(RATES).map_err(storage)?;
@@ -331,11 +321,7 @@ impl EmbeddedStore {
         .await
     }
 
-    pub(super) async fn revoke_until(
-        &self,
-        subject: &str,
-        until_ms: i64,
-    ) -> Result<(), StoreError> {
+    async fn revoke_until(&self, subject: &str, until_ms: i64) -> Result<(), StoreError> {
         let subject = subject.to_owned();
         self.write(move |txn| {
             let mut table = txn.open_table(REVOKED).map_err(storage)?;
@@ -345,7 +331,7 @@ impl EmbeddedStore {
         .await
     }
 
-    pub(super) async fn is_revoked(&self, subject: &str) -> Result<bool, StoreError> {
+    async fn is_revoked(&self, subject: &str) -> Result<bool, StoreError> {
         let (subject, now) = (subject.to_owned(), self.clock.now_millis());
         self.read(move |txn| {
             let table = txn.open_table(REVOKED).map_err(storage)?;
@@ -359,7 +345,7 @@ impl EmbeddedStore {
 
     /// Ready when the database is open and writes work. After a write failure, each call tries one small write
     /// (which also reopens the database when needed), so readiness returns as soon as writes do.
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         if self.shared.writable.load(Ordering::Acquire) && self.shared.handle().is_some() {
             return self
                 .read(|txn| txn.open_table(RECORDS).map(|_| ()).map_err(storage))
@@ -375,7 +361,9 @@ impl EmbeddedStore {
         })
         .await
     }
+}
 
+impl EmbeddedStore {
     /// Removes every expired entry now (the background purger does this periodically); returns how many.
     pub async fn purge_now(&self) -> Result<usize, StoreError> {
         let now = self.clock.now_millis();

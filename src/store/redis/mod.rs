@@ -28,7 +28,7 @@ use self::scripts::Scripts;
 
 use super::{
     matching_unexpired, millis, Admission, Issued, RateDecision, RateLimit, RecordKey, RecordState,
-    RedisSettings, ResetPolicy, StoreError, TokenRecord,
+    RedisSettings, ResetPolicy, StoreError, TokenRecord, TokenStore,
 };
 use crate::ttl::SharedClock;
 
@@ -159,8 +159,10 @@ impl RedisStore {
         let mut conn = self.connection().await?;
         deadline(self.timeout, command.query_async(&mut conn)).await
     }
+}
 
-    pub(super) async fn issue_or_extend(
+impl TokenStore for RedisStore {
+    async fn issue_or_extend(
         &self,
         key: &RecordKey,
         candidate: &str,
@@ -195,7 +197,7 @@ impl RedisStore {
         })
     }
 
-    pub(super) async fn lookup(
+    async fn lookup(
         &self,
         key: &RecordKey,
         token: &str,
@@ -211,11 +213,7 @@ impl RedisStore {
         Ok(matching_unexpired(record, token, self.clock.now_millis()))
     }
 
-    pub(super) async fn use_token(
-        &self,
-        key: &RecordKey,
-        token: &str,
-    ) -> Result<Admission, StoreError> {
+    async fn use_token(&self, key: &RecordKey, token: &str) -> Result<Admission, StoreError> {
         let mut invocation = self.scripts.use_token.prepare_invoke();
         invocation
             .key(self.key("rec", &key.encoded()))
@@ -232,7 +230,7 @@ impl RedisStore {
         })
     }
 
-    pub(super) async fn revoke(&self, key: &RecordKey) -> Result<Option<TokenRecord>, StoreError> {
+    async fn revoke(&self, key: &RecordKey) -> Result<Option<TokenRecord>, StoreError> {
         let mut invocation = self.scripts.revoke.prepare_invoke();
         invocation
             .key(self.key("rec", &key.encoded()))
@@ -246,7 +244,7 @@ impl RedisStore {
             .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
-    pub(super) async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let mut invocation = self.scripts.once.prepare_invoke();
         invocation
             .key(self.key("once", key))
@@ -256,11 +254,7 @@ impl RedisStore {
         Ok(first == 1)
     }
 
-    pub(super) async fn hit(
-        &self,
-        key: &str,
-        limit: &RateLimit,
-    ) -> Result<RateDecision, StoreError> {
+    async fn hit(&self, key: &str, limit: &RateLimit) -> Result<RateDecision, StoreError> {
         let mut invocation = self.scripts.hit.prepare_invoke();
         invocation
             .key(self.key("rate", key))
@@ -276,11 +270,7 @@ impl RedisStore {
         })
     }
 
-    pub(super) async fn was_issued(
-        &self,
-        key: &RecordKey,
-        token: &str,
-    ) -> Result<bool, StoreError> {
+    async fn was_issued(&self, key: &RecordKey, token: &str) -> Result<bool, StoreError> {
         self.guard()?;
         let mut get = redis::cmd("GET");
         get.arg(self.issued_key(key, token));
@@ -288,11 +278,7 @@ impl RedisStore {
         Ok(until.is_some_and(|until| until > self.clock.now_millis()))
     }
 
-    pub(super) async fn revoke_until(
-        &self,
-        subject: &str,
-        until_ms: i64,
-    ) -> Result<(), StoreError> {
+    async fn revoke_until(&self, subject: &str, until_ms: i64) -> Result<(), StoreError> {
         let mut invocation = self.scripts.revoke_until.prepare_invoke();
         invocation
             .key(self.key("rev", subject))
@@ -302,7 +288,7 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(super) async fn is_revoked(&self, subject: &str) -> Result<bool, StoreError> {
+    async fn is_revoked(&self, subject: &str) -> Result<bool, StoreError> {
         self.guard()?;
         let mut get = redis::cmd("GET");
         get.arg(self.key("rev", subject));
@@ -311,7 +297,7 @@ impl RedisStore {
     }
 
     /// A round trip that also checks the epoch, so readiness turns false the moment a reset is visible.
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         self.check_epoch().await?;
         self.guard()
     }
