@@ -3,16 +3,22 @@
 //! service and existing client code keeps working when pointed at it.
 //!
 //! # Layout
-//! - [`config`]: the settings tree, layered loading and start-up validation.
-//! - [`telemetry`]: tracing set-up, once.
-//! - [`error`]: the JSON routes' error enum, status mapping and error shape.
-//! - [`ttl`]: the shared TTL policy and the injectable clock.
-//! - [`decimal`]: canonical decimal numbers, so no signed or counted value has two spellings.
-//! - [`http`]: shared state, the router, extractors, middleware and health probes.
-//! - [`providers`]: one module per token scheme: `twilio`, `netease`, `mecloud`.
-//! - [`store`]: server-side token state behind one contract; `embedded` (redb) and `redis` backends.
-//! - [`startup`]: building the application (binding the listener) and running it until a signal.
-//! - [`healthcheck`]: the probe `tokenmint healthcheck` runs against a live instance.
+//! The application layer composes the providers; providers and the store depend only on the shared pieces
+//! below them, never on the application layer or on each other, and no two top-level modules import each other.
+//!
+//! - [`startup`]: building the application (binding the listener) and serving it until a signal.
+//! - [`http`]: the application layer: state holding the providers, the router composing their routes, the
+//!   middleware stack (request id, span, header limit, deadline, body limit) and the health probes.
+//! - [`config`]: layered loading and the top-level settings tree; each section's types and rules live with the
+//!   code that uses them (`providers::*::config`, `store`, `ttl`).
+//! - [`providers`]: one folder per token scheme (`twilio`, `netease`, `mecloud`), each with the same inner
+//!   files: `config.rs`, wire and domain types, `token.rs`, `handlers.rs`, and a `mod.rs` exposing
+//!   `Provider::from_settings(..)` and `router(Arc<Provider>)` over the provider's own state.
+//! - [`store`]: server-side token state behind the [`store::TokenStore`] contract; `embedded` (redb) and
+//!   `redis` backends, typed state keys in `store::keys`.
+//! - Shared pieces: [`error`] (the JSON error shape), [`extract`] (body extractors), [`settings`] (the
+//!   configuration error, secret redaction), [`ttl`] (the TTL policy, the clock, time conversions), [`decimal`]
+//!   (canonical numbers), [`telemetry`] (tracing set-up), [`healthcheck`] (the `tokenmint healthcheck` probe).
 #![forbid(unsafe_code)]
 
 pub mod config;
