@@ -1,9 +1,11 @@
-//! The settings tree: layered loading, typed values and start-up validation.
+//! The settings tree: layered loading, the top-level sections and the checks that span sections.
 //!
 //! Layers, later wins: `config/default.toml` (embedded) → `config/development.toml` (embedded; only when
 //! `env = "development"`) → an optional file → `TOKENMINT_`-prefixed environment variables with `__` for
-//! nesting. Raw values become typed ones here, once: TTL bounds become [`TtlPolicy`], SIDs are checked, and every
-//! credential is a [`SecretString`] that is exposed only where a signature is computed or compared.
+//! nesting. Each section is parsed into its typed form as it is read (TTL bounds into
+//! [`TtlPolicy`](crate::ttl::TtlPolicy), SIDs into [`Sid`](crate::providers::twilio::sid::Sid)) and checked by
+//! its own `validate`; every credential is a [`SecretString`] exposed only where a signature is computed or
+//! compared. What spans sections (production hygiene, the log filter, server limits) is checked here.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
