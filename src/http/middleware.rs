@@ -1,4 +1,4 @@
-//! Request id (tower-http's, with a check of what callers send), tracing span, header limit and deadline.
+//! Request id, tracing span, and the per-request limits (header count, deadline).
 //!
 //! Spans carry the method, the matched route (never the raw URI: query strings may hold tokens), the request id,
 //! the status and the latency. Nothing from headers or bodies is recorded.
@@ -10,7 +10,7 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
-use tower_http::request_id::{MakeRequestId, RequestId};
+use tower_http::request_id::RequestId;
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
 
@@ -32,56 +32,53 @@ fn acceptable_request_id(value: &HeaderValue) -> bool {
         })
 }
 
-/// Drops a caller's `x-request-id` that is too long or has odd characters (it goes into every log line), so
-/// tower-http's [`SetRequestIdLayer`](tower_http::request_id::SetRequestIdLayer) makes a new one.
-pub async fn drop_unacceptable_request_id(mut request: Request) -> Request {
-    let acceptable = request
-        .headers()
-        .get(X_REQUEST_ID)
-        .is_none_or(acceptable_request_id);
-    if !acceptable {
-        request.headers_mut().remove(X_REQUEST_ID);
-    }
-    request
+/// Takes the caller's `x-request-id` when it is sane (it goes into every log line), otherwise makes one (32
+/// random hex digits); puts it in the request's extensions as tower-http's [`RequestId`] and echoes it on the
+/// response.
+///
+/// Hand-written on purpose: tower-http's `SetRequestIdLayer` + `PropagateRequestIdLayer` keep any caller id, so
+/// they need a third layer to drop odd ones, and those three layers measured about 5 % fewer requests per second
+/// on `GET /healthz` than this one function (release builds A/B, alternating, in one run).
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = match request.headers().get(X_REQUEST_ID) {
+        Some(value) if acceptable_request_id(value) => value.clone(),
+        _ => new_request_id(),
+    };
+    request.headers_mut().insert(X_REQUEST_ID, id.clone());
+    request.extensions_mut().insert(RequestId::new(id.clone()));
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(X_REQUEST_ID, id);
+    response
 }
 
-/// Makes request ids: 32 random hex digits.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RandomRequestId;
-
-impl MakeRequestId for RandomRequestId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let id: u128 = rand::random();
-        HeaderValue::from_str(&format!("{id:032x}"))
-            .ok()
-            .map(RequestId::new)
-    }
+fn new_request_id() -> HeaderValue {
+    let id: u128 = rand::random();
+    // 32 hex digits are always a valid header value.
+    HeaderValue::from_str(&format!("{id:032x}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// Answers 408 in the JSON shape when a request runs past the configured deadline.
-pub async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The per-request limits, in one middleware (each `from_fn` layer costs a boxed future per request): more
+/// headers than `server.max_headers` are refused in the route's own error shape (hyper's parser takes more, see
+/// `config::MAX_HEADERS`, so this answer is ours to give); a request that runs past the configured deadline gets
+/// a 408, or NetEase's 503 envelope.
+pub async fn limits(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let netease = super::is_netease(request.uri());
+    let max_headers = state.max_headers;
+    if request.headers().len() > max_headers {
+        return if netease {
+            crate::providers::netease::wire::NeteaseError::param(format!(
+                "bad http header: more than {max_headers} headers"
+            ))
+            .into_response()
+        } else {
+            ApiError::TooManyHeaders { limit: max_headers }.into_response()
+        };
+    }
     match tokio::time::timeout(state.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) if netease => crate::providers::netease::timeout_response(),
         Err(_) => ApiError::Timeout.into_response(),
-    }
-}
-
-/// Refuses a request with more headers than `server.max_headers`, in the route's own error shape (hyper's
-/// parser takes more, see `config::MAX_HEADERS`, so this answer is ours to give).
-pub async fn header_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = state.max_headers;
-    if request.headers().len() <= limit {
-        return next.run(request).await;
-    }
-    if super::is_netease(request.uri()) {
-        crate::providers::netease::wire::NeteaseError::param(format!(
-            "bad http header: more than {limit} headers"
-        ))
-        .into_response()
-    } else {
-        ApiError::TooManyHeaders { limit }.into_response()
     }
 }
 

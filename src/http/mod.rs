@@ -2,8 +2,8 @@
 //!
 //! [`router`] is what the server runs and what tests can call without a socket. Each provider brings its own
 //! routes over its own state; this module adds the health probes, the fallbacks and the middleware, outermost
-//! first: request id (generated or propagated, echoed), a tracing span per request, the header limit, the
-//! request deadline, the body limit. Unknown paths and methods are answered in the JSON error shape, or
+//! first: request id (generated or propagated, echoed), a tracing span per request, the limits (header count,
+//! deadline), the body limit. Unknown paths and methods are answered in the JSON error shape, or
 //! NetEase's envelope under `/nimserver`.
 
 pub mod health;
@@ -18,8 +18,6 @@ use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
-
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -108,19 +106,11 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(Extension(BodyLimit(state.body_limit)))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::deadline,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
             state,
-            middleware::header_limit,
+            middleware::limits,
         ))
         .layer(middleware::trace_layer())
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(middleware::RandomRequestId))
-        .layer(axum::middleware::map_request(
-            middleware::drop_unacceptable_request_id,
-        ))
+        .layer(axum::middleware::from_fn(middleware::request_id))
 }
 
 /// NetEase clients treat any HTTP status but 200 as a transport failure, so `/nimserver` paths keep NetEase's
