@@ -15,9 +15,7 @@ pub mod redis;
 mod steps;
 
 pub use self::config::{Backend, EmbeddedSettings, RedisSettings, ResetPolicy, StoreSettings};
-pub(crate) use self::steps::{
-    issue_step, issued_id, matching_unexpired, millis, rate_step, token_digest, use_step,
-};
+pub(crate) use self::steps::{issue_step, issued_id, millis, rate_step, token_digest, use_step};
 
 use std::future::Future;
 use std::time::Duration;
@@ -116,8 +114,6 @@ pub struct RateLimit {
 pub struct RateDecision {
     /// Whether this event is within the limit.
     pub allowed: bool,
-    /// Events left in the current window.
-    pub remaining: u32,
     /// When the window (or the lock-out) ends, ms since the epoch.
     pub reset_at_ms: i64,
 }
@@ -156,13 +152,6 @@ pub trait TokenStore: Send + Sync {
         key: &RecordKey,
         token: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// The record for `key` if it holds `token` and has not expired (in whatever state).
-    fn lookup(
-        &self,
-        key: &RecordKey,
-        token: &str,
-    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
 
     /// Uses `token` for `key`: admits a live token and atomically consumes it when it is single-use, so exactly
     /// one of many racing callers is admitted.
@@ -267,13 +256,6 @@ impl TokenStore for Store {
     }
     async fn was_issued(&self, key: &RecordKey, token: &str) -> Result<bool, StoreError> {
         dispatch!(self, was_issued(key, token))
-    }
-    async fn lookup(
-        &self,
-        key: &RecordKey,
-        token: &str,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        dispatch!(self, lookup(key, token))
     }
     async fn use_token(&self, key: &RecordKey, token: &str) -> Result<Admission, StoreError> {
         dispatch!(self, use_token(key, token))

@@ -30,7 +30,6 @@ pub(crate) fn rate_step(
     if locked_until > now {
         let decision = RateDecision {
             allowed: false,
-            remaining: 0,
             reset_at_ms: locked_until,
         };
         return ((start, count, locked_until), decision);
@@ -48,14 +47,12 @@ pub(crate) fn rate_step(
         };
         let decision = RateDecision {
             allowed: false,
-            remaining: 0,
             reset_at_ms: lock_end,
         };
         return ((now, 0, lock_end), decision);
     }
     let decision = RateDecision {
         allowed: true,
-        remaining: limit.limit - count,
         reset_at_ms: start.saturating_add(window),
     };
     ((start, count, locked_until), decision)
@@ -92,13 +89,8 @@ pub(crate) fn issue_step(
     }
 }
 
-/// The record if it holds `token` (compared in constant time) and has not expired at `now`; shared by both
-/// backends' look-ups and by [`use_step`].
-pub(crate) fn matching_unexpired(
-    record: Option<TokenRecord>,
-    token: &str,
-    now: i64,
-) -> Option<TokenRecord> {
+/// The record if it holds `token` (compared in constant time) and has not expired at `now`.
+fn matching_unexpired(record: Option<TokenRecord>, token: &str, now: i64) -> Option<TokenRecord> {
     record.filter(|r| {
         r.expires_at_ms > now
             && bool::from(subtle::ConstantTimeEq::ct_eq(

@@ -26,8 +26,8 @@ use tokio::sync::mpsc;
 use self::writer::{open_database, storage, submit, writer, Job, OpError, Shared};
 
 use super::{
-    issue_step, matching_unexpired, millis, rate_step, use_step, Admission, EmbeddedSettings,
-    Issued, RateDecision, RateLimit, RecordKey, RecordState, StoreError, TokenRecord, TokenStore,
+    issue_step, millis, rate_step, use_step, Admission, EmbeddedSettings, Issued, RateDecision,
+    RateLimit, RecordKey, RecordState, StoreError, TokenRecord, TokenStore,
 };
 use crate::ttl::SharedClock;
 
@@ -228,20 +228,6 @@ impl TokenStore for EmbeddedStore {
                 .get(marker.as_str())
                 .map_err(storage)?
                 .is_some_and(|until| until.value() > now))
-        })
-        .await
-    }
-
-    async fn lookup(
-        &self,
-        key: &RecordKey,
-        token: &str,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        let (key, token, now) = (key.encoded(), token.to_owned(), self.clock.now_millis());
-        self.read(move |txn| {
-            let table = txn.open_table(RECORDS).map_err(storage)?;
-            let record = read_record(&table, &key)?;
-            Ok(matching_unexpired(record, &token, now))
         })
         .await
     }

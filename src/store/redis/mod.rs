@@ -27,8 +27,8 @@ use self::epoch::{Epoch, ACKNOWLEDGED};
 use self::scripts::Scripts;
 
 use super::{
-    matching_unexpired, millis, Admission, Issued, RateDecision, RateLimit, RecordKey, RecordState,
-    RedisSettings, ResetPolicy, StoreError, TokenRecord, TokenStore,
+    millis, Admission, Issued, RateDecision, RateLimit, RecordKey, RecordState, RedisSettings,
+    ResetPolicy, StoreError, TokenRecord, TokenStore,
 };
 use crate::ttl::SharedClock;
 
@@ -197,22 +197,6 @@ impl TokenStore for RedisStore {
         })
     }
 
-    async fn lookup(
-        &self,
-        key: &RecordKey,
-        token: &str,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        self.guard()?;
-        let mut get = redis::cmd("GET");
-        get.arg(self.key("rec", &key.encoded()));
-        let raw: Option<String> = self.query(get).await?;
-        let record: Option<TokenRecord> = raw
-            .map(|raw| serde_json::from_str(&raw))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(matching_unexpired(record, token, self.clock.now_millis()))
-    }
-
     async fn use_token(&self, key: &RecordKey, token: &str) -> Result<Admission, StoreError> {
         let mut invocation = self.scripts.use_token.prepare_invoke();
         invocation
@@ -262,10 +246,9 @@ impl TokenStore for RedisStore {
             .arg(limit.limit)
             .arg(millis(limit.window))
             .arg(millis(limit.lockout));
-        let (allowed, remaining, reset_at_ms): (i64, i64, i64) = self.run(invocation).await?;
+        let (allowed, reset_at_ms): (i64, i64) = self.run(invocation).await?;
         Ok(RateDecision {
             allowed: allowed == 1,
-            remaining: u32::try_from(remaining).unwrap_or(0),
             reset_at_ms,
         })
     }

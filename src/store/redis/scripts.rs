@@ -70,7 +70,7 @@ return 1
 "#;
 
 /// Rate step, mirroring `store::rate_step`. KEYS[1] hash; ARGV: now, limit, window ms, lockout ms.
-/// Returns {allowed, remaining, reset_at}.
+/// Returns {allowed, reset_at}.
 const HIT: &str = r#"
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
@@ -81,24 +81,24 @@ local start, count, locked = now, 0, 0
 if s[1] and tonumber(s[4]) > now then
   start, count, locked = tonumber(s[1]), tonumber(s[2]), tonumber(s[3])
 end
-local allowed, remaining, reset
+local allowed, reset
 if locked > now then
-  allowed, remaining, reset = 0, 0, locked
+  allowed, reset = 0, locked
 else
   if now >= start + window then start = now; count = 0 end
   count = count + 1
   if count > limit then
     if lockout > 0 then locked = now + lockout else locked = start + window end
     start = now; count = 0
-    allowed, remaining, reset = 0, 0, locked
+    allowed, reset = 0, locked
   else
-    allowed, remaining, reset = 1, limit - count, start + window
+    allowed, reset = 1, start + window
   end
 end
 local expires = math.max(start + window, locked)
 redis.call('HSET', KEYS[1], 'start', start, 'count', count, 'locked', locked, 'expires', expires)
 redis.call('PEXPIRE', KEYS[1], math.max(expires - now, 1))
-return {allowed, remaining, reset}
+return {allowed, reset}
 "#;
 
 /// Revoke a token id until a time. KEYS[1]; ARGV: until ms, now ms.
