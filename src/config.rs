@@ -449,6 +449,13 @@ mod tests {
     }
 
     #[test]
+    fn an_invalid_log_filter_stops_start_up_instead_of_falling_back_to_info() {
+        let err = load("", &[("TOKENMINT_LOG__LEVEL", "tokenmint=loud")]).expect_err("refused");
+        assert!(err.to_string().contains("log.level"), "{err}");
+        load("", &[("TOKENMINT_LOG__LEVEL", "warn,tokenmint=debug")]).expect("a valid directive");
+    }
+
+    #[test]
     fn redacted_json_hides_every_secret() {
         let settings = load("", &[]).expect("loads");
         let json = settings.redacted_json();

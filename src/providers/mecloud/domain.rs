@@ -123,3 +123,96 @@ impl TokenFault {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(body: serde_json::Value) -> Result<TokenClaim, ApiError> {
+        let request: TokenRequest = serde_json::from_value(body).expect("a request body");
+        TokenClaim::try_from(&request)
+    }
+
+    fn code(body: serde_json::Value) -> &'static str {
+        match claim(body) {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        }
+    }
+
+    #[test]
+    fn a_well_formed_request_becomes_a_claim_with_a_lowercase_token() {
+        let parsed = claim(serde_json::json!({
+            "appId": 1, "time": "1434962941344", "randomKey": "MEME", "token": "B833EE5DB78BBA606DEA73B89E3C705988D2CFCE",
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.app_id, "1");
+        assert_eq!(parsed.time, 1_434_962_941_344);
+        assert_eq!(parsed.token, "b833ee5db78bba606dea73b89e3c705988d2cfce");
+    }
+
+    #[test]
+    fn each_malformed_field_names_its_rule() {
+        let token = "0".repeat(40);
+        let cases = [
+            (
+                serde_json::json!({"time": 1, "randomKey": "k", "token": token}),
+                "missing_field",
+                "no appId",
+            ),
+            (
+                serde_json::json!({"appId": "1", "randomKey": "k", "token": token}),
+                "missing_field",
+                "no time",
+            ),
+            (
+                serde_json::json!({"appId": "1", "time": "01", "randomKey": "k", "token": token}),
+                "invalid_time",
+                "leading zero",
+            ),
+            (
+                serde_json::json!({"appId": "1", "time": "+1", "randomKey": "k", "token": token}),
+                "invalid_time",
+                "sign",
+            ),
+            (
+                serde_json::json!({"appId": "1", "time": -1, "randomKey": "k", "token": token}),
+                "invalid_time",
+                "negative",
+            ),
+            (
+                serde_json::json!({"appId": "1", "time": 1.5, "randomKey": "k", "token": token}),
+                "invalid_time",
+                "fraction",
+            ),
+            (
+                serde_json::json!({"appId": "1", "time": 1, "randomKey": "", "token": token}),
+                "missing_field",
+                "empty randomKey",
+            ),
+            (
+                serde_json::json!({"appId": "1", "time": 1, "randomKey": "a\nb", "token": token}),
+                "invalid_random_key",
+                "control character",
+            ),
+            (
+                serde_json::json!({"appId": "1", "time": 1, "randomKey": "k".repeat(129), "token": token}),
+                "invalid_random_key",
+                "too long",
+            ),
+            (
+                serde_json::json!({"appId": "1", "time": 1, "randomKey": "k", "token": "abc"}),
+                "invalid_token",
+                "short token",
+            ),
+            (
+                serde_json::json!({"appId": "1", "time": 1, "randomKey": "k", "token": "g".repeat(40)}),
+                "invalid_token",
+                "not hex",
+            ),
+        ];
+        for (body, expected, what) in cases {
+            assert_eq!(code(body), expected, "{what}");
+        }
+    }
+}
