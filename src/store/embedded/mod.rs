@@ -11,6 +11,7 @@
 //! Reads use redb's MVCC read transactions and never wait for the writer.
 //! A dedicated OS thread (not a tokio task) runs the writer (`writer.rs`) because redb's calls block on disk I/O.
 
+mod purge;
 mod writer;
 
 use std::path::Path;
@@ -18,9 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use redb::{
-    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
-};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::mpsc;
 
 use self::writer::{open_database, storage, submit, writer, Job, OpError, Shared};
@@ -133,32 +132,6 @@ impl EmbeddedStore {
         };
         store.spawn_purger(Duration::from_secs(settings.purge_interval_secs.max(1)));
         Ok(store)
-    }
-
-    fn spawn_purger(&self, every: Duration) {
-        // The purger holds only a weak sender, so it ends once every store handle (and with it the writer) is gone.
-        let jobs = self.jobs.downgrade();
-        let clock = self.clock.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(jobs) = jobs.upgrade() else { break };
-                    let now = clock.now_millis();
-                    let store_jobs = jobs.clone();
-                    drop(jobs);
-                    match submit(&store_jobs, move |txn| purge(txn, now)).await {
-                        Ok(removed) if removed > 0 => {
-                            tracing::debug!(removed, "purged expired store entries");
-                        }
-                        Err(e) => tracing::warn!(error = %e, "store purge failed"),
-                        Ok(_) => {}
-                    }
-                }
-            });
-        }
     }
 
     /// Runs `op` in the writer's next transaction and waits until that transaction is durable.
@@ -347,77 +320,4 @@ impl TokenStore for EmbeddedStore {
         })
         .await
     }
-}
-
-impl EmbeddedStore {
-    /// Removes every expired entry now (the background purger does this periodically); returns how many.
-    pub async fn purge_now(&self) -> Result<usize, StoreError> {
-        let now = self.clock.now_millis();
-        self.write(move |txn| purge(txn, now)).await
-    }
-
-    /// Number of entries stored across all tables, expired or not (for tests of the purge).
-    pub async fn stored_entries(&self) -> Result<u64, StoreError> {
-        self.read(|txn| {
-            let mut total = 0;
-            total += txn
-                .open_table(RECORDS)
-                .map_err(storage)?
-                .len()
-                .map_err(storage)?;
-            total += txn
-                .open_table(ONCE)
-                .map_err(storage)?
-                .len()
-                .map_err(storage)?;
-            total += txn
-                .open_table(RATES)
-                .map_err(storage)?
-                .len()
-                .map_err(storage)?;
-            total += txn
-                .open_table(REVOKED)
-                .map_err(storage)?
-                .len()
-                .map_err(storage)?;
-            total += txn
-                .open_table(ISSUED)
-                .map_err(storage)?
-                .len()
-                .map_err(storage)?;
-            Ok(total)
-        })
-        .await
-    }
-}
-
-fn purge(txn: &WriteTransaction, now: i64) -> Result<usize, OpError> {
-    let mut removed = 0usize;
-    {
-        let mut table = txn.open_table(RECORDS).map_err(storage)?;
-        table
-            .retain(|_, bytes| {
-                let keep = decode(bytes).is_ok_and(|r| r.expires_at_ms > now);
-                removed += usize::from(!keep);
-                keep
-            })
-            .map_err(storage)?;
-    }
-    for table_def in [ONCE, REVOKED, ISSUED] {
-        let mut table = txn.open_table(table_def).map_err(storage)?;
-        table
-            .retain(|_, until| {
-                removed += usize::from(until <= now);
-                until > now
-            })
-            .map_err(storage)?;
-    }
-    let mut table = txn.open_table(RATES).map_err(storage)?;
-    table
-        .retain(|_, (_, _, _, expires)| {
-            removed += usize::from(expires <= now);
-            expires > now
-        })
-        .map_err(storage)?;
-    Ok(removed)
 }
