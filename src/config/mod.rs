@@ -7,13 +7,15 @@
 //! its own `validate`; every credential is a [`SecretString`] exposed only where a signature is computed or
 //! compared. What spans sections (production hygiene, the log filter, server limits) is checked here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod production;
+
 use config::{Config, Environment as EnvSource, File, FileFormat};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::providers::mecloud::config::MecloudSettings;
@@ -25,9 +27,9 @@ use crate::store::{Backend, StoreSettings};
 use crate::ttl::TtlSettings;
 
 /// The embedded defaults: every key, commented.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 /// The embedded development profile: clearly fake sample tenants.
-pub const DEVELOPMENT_TOML: &str = include_str!("../config/development.toml");
+pub const DEVELOPMENT_TOML: &str = include_str!("../../config/development.toml");
 /// Prefix of the environment variables that override configuration.
 pub const ENV_PREFIX: &str = "TOKENMINT";
 
@@ -225,68 +227,9 @@ impl Settings {
         Ok(())
     }
 
-    fn validate_production(&self) -> Result<(), ConfigError> {
-        let samples = sample_credentials();
-        for (key, value) in self.credentials() {
-            if samples.contains(value) {
-                return Err(ConfigError::invalid(
-                    key,
-                    "is a sample credential from the development profile; configure your own for production",
-                ));
-            }
-        }
-        for (key, secret) in self.signing_secrets() {
-            if secret.expose_secret().len() < MIN_PRODUCTION_SECRET_BYTES {
-                return Err(ConfigError::invalid(
-                    key,
-                    format!("signing secrets must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Every secret with its dotted key.
-    fn signing_secrets(&self) -> Vec<(String, &SecretString)> {
-        let mut out = self.twilio.secrets();
-        out.extend(self.netease.secrets());
-        out.extend(self.mecloud.secrets());
-        out
-    }
-
-    /// Every identifying credential value (SIDs, AppKeys, secrets) with its dotted key.
-    fn credentials(&self) -> Vec<(String, &str)> {
-        let mut out = self.twilio.identifiers();
-        out.extend(self.netease.identifiers());
-        out.extend(
-            self.signing_secrets()
-                .into_iter()
-                .map(|(key, secret)| (key, secret.expose_secret())),
-        );
-        out
-    }
-
     /// The effective configuration as pretty JSON, every secret replaced by `"[redacted]"`.
     pub fn redacted_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    }
-}
-
-/// The credential values of the embedded development profile.
-fn sample_credentials() -> HashSet<String> {
-    let parsed = Config::builder()
-        .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
-        .add_source(File::from_str(DEVELOPMENT_TOML, FileFormat::Toml))
-        .build()
-        .and_then(|c| c.try_deserialize::<Settings>());
-    match parsed {
-        Ok(dev) => dev
-            .credentials()
-            .into_iter()
-            .map(|(_, v)| v.to_owned())
-            .collect(),
-        // The embedded profile is covered by a unit test; an empty set here would only weaken a check.
-        Err(_) => HashSet::new(),
     }
 }
 
@@ -313,7 +256,7 @@ mod tests {
         assert_eq!(settings.server.port, 8080);
         assert!(settings.twilio.accounts.contains_key("sample"));
         assert!(
-            !sample_credentials().is_empty(),
+            !production::sample_credentials().is_empty(),
             "the development profile parses"
         );
     }
