@@ -7,7 +7,8 @@
 //! answered with its own error, while the rest of the batch commits. A storage failure (a full disk, an I/O
 //! error) aborts the whole batch, so nothing is half-written; redb then refuses every later write until the
 //! database is closed and opened again, so the writer does exactly that before its next batch, and keeps trying
-//! until it succeeds (space returned). Until a write has succeeded again the store reports itself not ready.
+//! until it succeeds (space returned). From a failed write until a readiness probe has durably written a
+//! megabyte of headroom, the store reports itself not ready.
 //! Reads use redb's MVCC read transactions and never wait for the writer.
 //! A dedicated OS thread (not a tokio task) runs the writer (`writer.rs`) because redb's calls block on disk I/O.
 
@@ -38,7 +39,11 @@ const REVOKED: TableDefinition<&str, i64> = TableDefinition::new("revoked");
 /// Tokens issued under a record key (see `Store::was_issued`): `<issued id>` → until, ms.
 const ISSUED: TableDefinition<&str, i64> = TableDefinition::new("issued");
 /// Written by readiness probes while writes are failing, to learn whether they work again.
-const PROBE: TableDefinition<&str, i64> = TableDefinition::new("probe");
+const PROBE: TableDefinition<&str, &[u8]> = TableDefinition::new("probe");
+
+/// How much a readiness probe writes (then deletes) after a write failure: a probe that fits in whatever few free
+/// pages the file still has would say "ready" while real batches keep failing on a full disk.
+const PROBE_HEADROOM: usize = 1024 * 1024;
 
 /// The redb-backed store; cheap to clone.
 #[derive(Clone)]
@@ -310,14 +315,26 @@ impl TokenStore for EmbeddedStore {
                 .read(|txn| txn.open_table(RECORDS).map(|_| ()).map_err(storage))
                 .await;
         }
-        let now = self.clock.now_millis();
-        self.write(move |txn| {
+        // Writes failed: ready again only once [`PROBE_HEADROOM`] can be written durably (then freed for use).
+        self.write(|txn| {
             txn.open_table(PROBE)
                 .map_err(storage)?
-                .insert("probe", now)
+                .insert("headroom", vec![0u8; PROBE_HEADROOM].as_slice())
                 .map_err(storage)?;
             Ok(())
         })
-        .await
+        .await?;
+        self.write(|txn| {
+            txn.open_table(PROBE)
+                .map_err(storage)?
+                .remove("headroom")
+                .map_err(storage)?;
+            Ok(())
+        })
+        .await?;
+        if !self.shared.writable.swap(true, Ordering::AcqRel) {
+            tracing::info!("token store writes work again");
+        }
+        Ok(())
     }
 }

@@ -31,8 +31,8 @@ pub(super) enum Step {
     Done(Finisher),
     /// Refused on its own before writing anything; its caller has been answered.
     Answered,
-    /// The transaction is unusable; its caller has been answered, and the batch is aborted.
-    Broken(String),
+    /// The transaction is unusable: the batch is aborted; its caller is answered with the batch's failure.
+    Broken(String, Finisher),
 }
 
 pub(super) type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -120,10 +120,15 @@ pub(super) async fn submit<T: Send + 'static>(
             let _ = tx.send(Err(StoreError::Corrupt(cause)));
             Step::Answered
         }
-        Err(OpError::Storage(cause)) => {
-            let _ = tx.send(Err(StoreError::Unavailable(cause.clone())));
-            Step::Broken(cause)
-        }
+        Err(OpError::Storage(cause)) => Step::Broken(
+            cause,
+            Box::new(move |failed: Result<(), String>| {
+                let cause = failed
+                    .err()
+                    .unwrap_or_else(|| "store write failed".to_owned());
+                let _ = tx.send(Err(StoreError::Unavailable(cause)));
+            }),
+        ),
     });
     jobs.send(job)
         .await
@@ -143,37 +148,47 @@ pub(super) fn writer(shared: &Shared, mut jobs: mpsc::Receiver<Job>, max_batch: 
                 Err(_) => break,
             }
         }
-        let outcome = shared
-            .open_or_reopen()
-            .and_then(|db| run_batch(&db, batch.drain(..)));
-        match outcome {
-            Ok(()) => {
-                if !shared.writable.swap(true, Ordering::AcqRel) {
-                    tracing::info!("token store writes work again");
-                }
+        let (outcome, finishers) = match shared.open_or_reopen() {
+            Ok(db) => run_batch(&db, batch.drain(..)),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        if let Err(e) = &outcome {
+            // Not ready before anyone hears of the failure, so a caller that saw it cannot find the store ready.
+            // Readiness comes back through the store's probe (`EmbeddedStore::ping`), not through a batch that
+            // happened to fit in the file's last free pages.
+            if shared.writable.swap(false, Ordering::AcqRel) {
+                tracing::error!(error = %e, "token store write failed; reopening the database");
             }
-            Err(e) => {
-                if shared.writable.swap(false, Ordering::AcqRel) {
-                    tracing::error!(error = %e, "token store write failed; reopening the database");
-                }
-                // Jobs not yet run drop their reply channels: each caller sees "writer dropped the request".
-                drop(batch);
-                shared.close();
-            }
+        }
+        for finish in finishers {
+            finish(outcome.clone());
+        }
+        if outcome.is_err() {
+            // Jobs not yet run drop their reply channels: each caller sees "writer dropped the request".
+            drop(batch);
+            shared.close();
         }
     }
 }
 
-/// Runs the jobs in one transaction and commits; on a storage failure aborts, answering every job with it.
-fn run_batch(db: &Database, batch: impl Iterator<Item = Job>) -> Result<(), String> {
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
+/// Runs the jobs in one transaction and commits (or, on a storage failure, aborts); returns the outcome and the
+/// answers to give, for the writer to send once it has recorded the outcome.
+fn run_batch(
+    db: &Database,
+    batch: impl Iterator<Item = Job>,
+) -> (Result<(), String>, Vec<Finisher>) {
+    let txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => return (Err(e.to_string()), Vec::new()),
+    };
     let mut finishers = Vec::new();
     let mut failure = None;
     for job in batch {
         match job(&txn) {
             Step::Done(finish) => finishers.push(finish),
             Step::Answered => {}
-            Step::Broken(e) => {
+            Step::Broken(e, finish) => {
+                finishers.push(finish);
                 failure = Some(e);
                 break;
             }
@@ -186,8 +201,5 @@ fn run_batch(db: &Database, batch: impl Iterator<Item = Job>) -> Result<(), Stri
         }
         None => txn.commit().map_err(|e| e.to_string()),
     };
-    for finish in finishers {
-        finish(outcome.clone());
-    }
-    outcome
+    (outcome, finishers)
 }
