@@ -246,3 +246,70 @@ async fn refuses_a_wrong_secret(library: Library) {
     let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
     assert!(stderr.contains("signature"), "{library:?}: {stderr}");
 }
+
+/// Mints two tokens with the Python library within one second (so they share its `jti`, `<key SID>-<seconds>`).
+const SAME_SECOND_SCRIPT: &str = r#"
+import json, sys, time
+from twilio.jwt.access_token import AccessToken
+inp = json.load(sys.stdin)
+while True:
+    start = int(time.time())
+    tokens = [
+        AccessToken(inp["account_sid"], inp["key_sid"], inp["secret"], identity=who).to_jwt()
+        for who in ("alice", "bob")
+    ]
+    if int(time.time()) == start:
+        break
+print(json.dumps(tokens))
+"#;
+
+#[tokio::test]
+async fn revoking_one_of_two_tokens_the_python_library_minted_in_one_second_leaves_the_other_valid()
+{
+    let app = spawn_app().await;
+    let mut child = Command::new(python())
+        .args(["-c", SAME_SECOND_SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    {
+        use std::io::Write;
+        let input = json!({"account_sid": ACCOUNT_SID, "key_sid": KEY_1.0, "secret": KEY_1.1});
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.to_string().as_bytes())
+            .expect("input written");
+    }
+    let output = child.wait_with_output().expect("python finishes");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tokens: Vec<String> = serde_json::from_slice(&output.stdout).expect("two tokens");
+    let jti = |token: &str| crate::helpers::decode_parts(token).1["jti"].clone();
+    assert_eq!(
+        jti(&tokens[0]),
+        jti(&tokens[1]),
+        "the library gave both one jti"
+    );
+
+    let response = app
+        .post_twilio(
+            "/twilio/v1/tokens/revoke",
+            KEY_1,
+            &json!({ "token": tokens[0] }),
+        )
+        .await;
+    crate::helpers::assert_status(response, reqwest::StatusCode::OK).await;
+    assert_eq!(
+        app.verify(KEY_1, &tokens[0]).await["error"]["code"],
+        "token_revoked"
+    );
+    let other = app.verify(KEY_1, &tokens[1]).await;
+    assert_eq!(other["valid"], true, "{other}");
+}
