@@ -58,6 +58,9 @@ async fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::CheckConfig => {
+            for warning in settings.warnings() {
+                eprintln!("tokenmint: warning: {warning}");
+            }
             println!("{}", settings.redacted_json());
             ExitCode::SUCCESS
         }
@@ -92,6 +95,9 @@ async fn main() -> ExitCode {
 
 async fn serve(settings: Settings) -> ExitCode {
     telemetry::init(&settings.log);
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     let app = match Application::build(&settings).await {
         Ok(app) => app,
         Err(e) => {

@@ -325,7 +325,55 @@ mod tests {
         let err = load(inline, &[("TOKENMINT_ENV", "production")]).expect_err("refused");
         assert_eq!(
             err.to_string(),
-            "configuration: twilio.accounts.acme.api_keys.main.secret: signing secrets must be at least 32 bytes in production"
+            "configuration: twilio.accounts.acme.api_keys.main.secret: signing secrets must be at least 32 bytes in \
+             production (the rule for secrets tokenmint signs with; vendor-issued NetEase AppSecrets and MeCloud \
+             secret keys are accepted as issued)"
+        );
+    }
+
+    /// The seed documents' own credentials: NetEase AppKey/AppSecret, a MeCloud channel key.
+    const VENDOR_ISSUED: &str = r#"
+        [netease.apps.seed]
+        app_key = "94kid09c9ig9k1loimjg012345123456"
+        [netease.apps.seed.secrets]
+        issued = "123456789012"
+        [mecloud]
+        signing_key = "own"
+        [mecloud.signing_keys]
+        own = "a-signing-secret-tokenmint-chose-0123456789"
+        [mecloud.channels.seed]
+        app_id = "seed"
+        [mecloud.channels.seed.keys]
+        channel = "MECLOUD API"
+    "#;
+
+    #[test]
+    fn production_accepts_vendor_issued_secrets_as_issued_and_warns_about_short_ones() {
+        let settings = load(VENDOR_ISSUED, &[("TOKENMINT_ENV", "production")]).expect("accepted");
+        assert_eq!(
+            settings.warnings(),
+            vec!["mecloud.channels.seed.keys.channel is only 11 bytes: accepted because the vendor issued it, but \
+                  ask the vendor for a longer one if you can"
+                .to_owned()],
+            "NetEase's 12-character AppSecret is as NetEase issues it: no warning"
+        );
+    }
+
+    #[test]
+    fn production_keeps_the_strength_rule_for_secrets_tokenmint_signs_with() {
+        let short_signing = VENDOR_ISSUED.replace(
+            "own = \"a-signing-secret-tokenmint-chose-0123456789\"",
+            "own = \"short\"",
+        );
+        let err = load(&short_signing, &[("TOKENMINT_ENV", "production")]).expect_err("refused");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("configuration: mecloud.signing_keys.own: signing secrets must be at least 32 bytes"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("short\""),
+            "no value in the message: {message}"
         );
     }
 

@@ -153,3 +153,82 @@ fn serve_answers_the_healthcheck_and_exits_cleanly_on_sigterm() {
     };
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }
+
+#[test]
+fn production_starts_with_vendor_issued_secrets_and_warns_about_short_ones() {
+    let output = tokenmint(
+        &["check-config"],
+        &[
+            ("TOKENMINT_ENV", "production"),
+            (
+                "TOKENMINT_NETEASE__APPS__SEED__APP_KEY",
+                "94kid09c9ig9k1loimjg012345123456",
+            ),
+            (
+                "TOKENMINT_NETEASE__APPS__SEED__SECRETS__ISSUED",
+                "123456789012",
+            ),
+            ("TOKENMINT_MECLOUD__CHANNELS__SEED__APP_ID", "seed"),
+            (
+                "TOKENMINT_MECLOUD__CHANNELS__SEED__KEYS__CHANNEL",
+                "MECLOUD API",
+            ),
+            (
+                "TOKENMINT_MECLOUD__SIGNING_KEYS__OWN",
+                "a-signing-secret-tokenmint-chose-0123456789",
+            ),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: mecloud.channels.seed.keys.channel is only 11 bytes"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("MECLOUD API"),
+        "no secret printed: {stderr}"
+    );
+    assert!(
+        !stderr.contains("netease.apps.seed"),
+        "NetEase's 12-character AppSecret is as issued: {stderr}"
+    );
+}
+
+#[test]
+fn production_refuses_a_short_secret_tokenmint_signs_with_and_says_the_rule() {
+    let output = tokenmint(
+        &["serve"],
+        &[
+            ("TOKENMINT_ENV", "production"),
+            (
+                "TOKENMINT_TWILIO__ACCOUNTS__ACME__ACCOUNT_SID",
+                "AC0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "TOKENMINT_TWILIO__ACCOUNTS__ACME__API_KEYS__MAIN__SID",
+                "SK0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "TOKENMINT_TWILIO__ACCOUNTS__ACME__API_KEYS__MAIN__SECRET",
+                "123456789012",
+            ),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "twilio.accounts.acme.api_keys.main.secret: signing secrets must be at least 32 bytes"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("vendor-issued NetEase AppSecrets"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("123456789012"),
+        "no secret printed: {stderr}"
+    );
+}

@@ -149,15 +149,27 @@ pub struct MecloudChannelSettings {
 impl MecloudSettings {
     /// Every secret (channel keys, signing secrets) with its dotted key.
     pub fn secrets(&self) -> Vec<(String, &SecretString)> {
+        let mut out = self.channel_keys();
+        out.extend(self.signing_secrets());
+        out
+    }
+
+    /// The channels' secret keys, as the vendor issued them, with their dotted keys.
+    pub fn channel_keys(&self) -> Vec<(String, &SecretString)> {
         let mut out = Vec::new();
         for (label, channel) in &self.channels {
             for (key_id, secret) in &channel.keys {
                 out.push((format!("mecloud.channels.{label}.keys.{key_id}"), secret));
             }
         }
-        for (label, secret) in &self.signing_keys {
-            out.push((format!("mecloud.signing_keys.{label}"), secret));
-        }
         out
+    }
+
+    /// tokenmint's own accesstoken signing secrets, with their dotted keys.
+    pub fn signing_secrets(&self) -> Vec<(String, &SecretString)> {
+        self.signing_keys
+            .iter()
+            .map(|(label, secret)| (format!("mecloud.signing_keys.{label}"), secret))
+            .collect()
     }
 }
