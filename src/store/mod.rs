@@ -98,6 +98,17 @@ pub enum Admission {
     Unknown,
 }
 
+/// The outcome of [`TokenStore::remember_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// Not seen inside its time to live.
+    First,
+    /// Seen, with the same digest.
+    Same,
+    /// Seen, with another digest.
+    Different,
+}
+
 /// A rate limit: `limit` events per `window`, then a lock-out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -173,6 +184,15 @@ pub trait TokenStore: Send + Sync {
         key: &str,
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records request `key` with the digest of what it carried for `ttl`; says whether it is new, an exact
+    /// repeat (same digest) or the same key with something else (replay guards that allow idempotent retries).
+    fn remember_request(
+        &self,
+        key: &str,
+        digest: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Repeat, StoreError>> + Send;
 
     /// Counts one event for `key` under `limit`.
     fn hit(
@@ -265,6 +285,14 @@ impl TokenStore for Store {
     }
     async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         dispatch!(self, remember_once(key, ttl))
+    }
+    async fn remember_request(
+        &self,
+        key: &str,
+        digest: &str,
+        ttl: Duration,
+    ) -> Result<Repeat, StoreError> {
+        dispatch!(self, remember_request(key, digest, ttl))
     }
     async fn hit(&self, key: &str, limit: &RateLimit) -> Result<RateDecision, StoreError> {
         dispatch!(self, hit(key, limit))

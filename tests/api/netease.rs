@@ -639,6 +639,36 @@ async fn replayed_headers_are_refused_with_431_unless_the_guard_is_off() {
 }
 
 #[tokio::test]
+async fn an_exact_repeat_is_an_idempotent_retry_unless_the_guard_is_strict() {
+    let app = spawn_app().await;
+    let mut headers = auth_headers(&app, SECRET);
+    headers.push(("Content-Type".into(), FORM.into()));
+    let first = post_raw(&app, GET_TOKEN, &headers, b"uid=7".to_vec()).await;
+    let again = post_raw(&app, GET_TOKEN, &headers, b"uid=7".to_vec()).await;
+    assert_eq!(first["code"], 200, "{first}");
+    assert_eq!(again, first, "the same request again: the same answer");
+    let other = post_raw(&app, GET_TOKEN, &headers, b"uid=8".to_vec()).await;
+    assert_eq!(other["code"], 431, "{other}");
+
+    let strict = spawn_app_with(settings_with(
+        "",
+        &[("TOKENMINT_NETEASE__REPLAY_GUARD", "strict")],
+    ))
+    .await;
+    let mut headers = auth_headers(&strict, SECRET);
+    headers.push(("Content-Type".into(), FORM.into()));
+    assert_eq!(
+        post_raw(&strict, GET_TOKEN, &headers, b"uid=7".to_vec()).await["code"],
+        200
+    );
+    assert_eq!(
+        post_raw(&strict, GET_TOKEN, &headers, b"uid=7".to_vec()).await["code"],
+        431,
+        "strict: any repeat is refused"
+    );
+}
+
+#[tokio::test]
 async fn the_apps_rate_limit_answers_416_until_the_window_ends() {
     let app = spawn_app_with(settings_with(
         "[netease.apps.sample]\nrate_limit = 2\nrate_window_secs = 60",
@@ -751,12 +781,15 @@ async fn two_instances_sharing_redis_agree_under_races() {
 
     let mut headers = auth_headers(&a, SECRET);
     headers.push(("Content-Type".into(), FORM.into()));
+    let first = post_raw(&a, GET_TOKEN, &headers, b"uid=1".to_vec()).await;
+    assert_eq!(first["code"], 200);
+    let retry = post_raw(&b, GET_TOKEN, &headers, b"uid=1".to_vec()).await;
     assert_eq!(
-        post_raw(&a, GET_TOKEN, &headers, b"uid=1".to_vec()).await["code"],
-        200
+        retry["token"], first["token"],
+        "an exact retry through the other instance is answered: {retry}"
     );
     assert_eq!(
-        post_raw(&b, GET_TOKEN, &headers, b"uid=1".to_vec()).await["code"],
+        post_raw(&b, GET_TOKEN, &headers, b"uid=2".to_vec()).await["code"],
         431,
         "the replay guard spans instances"
     );

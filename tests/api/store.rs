@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokenmint::store::embedded::EmbeddedStore;
 use tokenmint::store::redis::RedisStore;
 use tokenmint::store::{
-    Admission, Backend, EmbeddedSettings, RateLimit, RecordKey, RecordState, RedisSettings,
+    Admission, Backend, EmbeddedSettings, RateLimit, RecordKey, RecordState, RedisSettings, Repeat,
     StoreSettings, TokenStore,
 };
 use tokenmint::ttl::{Clock, ManualClock};
@@ -488,6 +488,34 @@ async fn an_issued_token_is_marked_with_its_record_until_the_given_time(
         .expect("read"));
 }
 
+async fn requests_are_remembered_with_their_digest_until_the_ttl_ends(
+    h: &Harness<impl TokenStore + Clone + 'static>,
+) {
+    let seen = |digest: &'static str| {
+        let store = h.store.clone();
+        async move {
+            store
+                .remember_request("req-1", digest, TEN_S)
+                .await
+                .expect("remember")
+        }
+    };
+    assert_eq!(seen("aaaa").await, Repeat::First);
+    assert_eq!(seen("aaaa").await, Repeat::Same, "an exact repeat");
+    assert_eq!(
+        seen("bbbb").await,
+        Repeat::Different,
+        "the same key, another body"
+    );
+    assert_eq!(
+        seen("aaaa").await,
+        Repeat::Same,
+        "a different one does not replace it"
+    );
+    h.clock.advance(TEN_S);
+    assert_eq!(seen("bbbb").await, Repeat::First, "forgotten at the end");
+}
+
 async fn ping_answers(h: &Harness<impl TokenStore + Clone + 'static>) {
     h.store.ping().await.expect("ping");
 }
@@ -528,5 +556,6 @@ conformance!(
     sixty_four_racing_uses_of_a_single_use_token_admit_exactly_one,
     sixty_four_racing_issues_on_one_key_agree_on_one_token,
     an_issued_token_is_marked_with_its_record_until_the_given_time,
+    requests_are_remembered_with_their_digest_until_the_ttl_ends,
     ping_answers,
 );

@@ -15,8 +15,8 @@ pub struct NeteaseSettings {
     /// How far CurTime may be from the server's time, either side.
     #[serde(rename = "curtime_window_secs", with = "secs")]
     pub curtime_window: Duration,
-    /// Refuse (code 431) a request whose AppKey + Nonce + CurTime was already seen inside the window.
-    pub replay_guard: bool,
+    /// What a repeat of AppKey + Nonce + CurTime inside the window gets (see [`ReplayGuard`]).
+    pub replay_guard: ReplayGuard,
     /// Longest channelName accepted.
     pub max_channel_name_chars: usize,
     /// The apps, keyed by label.
@@ -42,6 +42,46 @@ pub struct NeteaseAppSettings {
     /// The rate window.
     #[serde(default = "minute", rename = "rate_window_secs", with = "secs")]
     pub rate_window: Duration,
+}
+
+/// The replay guard's modes. The CheckSum covers the headers, not the body, so a captured header set could carry
+/// any body; every mode but `Off` remembers each AppKey + Nonce + CurTime for as long as its CurTime is accepted,
+/// across instances sharing the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayGuard {
+    /// An exact repeat (same headers, same body) is an idempotent retry and is answered again, the way NetEase's
+    /// own sample (a constant Nonce) retries inside one second; the same headers with another body get 431.
+    Idempotent,
+    /// Any repeat of AppKey + Nonce + CurTime gets 431.
+    Strict,
+    /// No replay guard.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for ReplayGuard {
+    /// `"idempotent"`, `"strict"` or `"off"`; also `true` (strict, what `true` meant before there were three
+    /// modes) and `false` (off), as booleans or as the strings environment variables give.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Name(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Flag(true) => Ok(Self::Strict),
+            Raw::Flag(false) => Ok(Self::Off),
+            Raw::Name(name) => match name.to_ascii_lowercase().as_str() {
+                "idempotent" => Ok(Self::Idempotent),
+                "strict" | "true" => Ok(Self::Strict),
+                "off" | "false" => Ok(Self::Off),
+                _ => Err(serde::de::Error::custom(
+                    "replay_guard must be idempotent, strict or off",
+                )),
+            },
+        }
+    }
 }
 
 fn enabled() -> bool {

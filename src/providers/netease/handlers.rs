@@ -9,14 +9,16 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::config::ReplayGuard;
 use super::domain::{self, ChannelName, Uid};
 use super::wire::{envelope, AuthHeaders, Code, Form, NeteaseError};
 use super::{token, App, NeteaseProvider, TOKEN_INVALID};
 use crate::extract::BodyLimit;
 use crate::store::keys::{Counter, StateKey};
-use crate::store::{Admission, RecordKey, TokenStore};
+use crate::store::{Admission, RecordKey, Repeat, TokenStore};
 
 /// An authenticated call: the app, the secret whose CheckSum matched, and the form.
 struct Call<'a> {
@@ -57,17 +59,33 @@ async fn authenticate(
     if !app.enabled {
         return Err(NeteaseError::forbidden("app is forbidden"));
     }
-    if provider.replay_guard {
-        // Remember the header set for as long as its CurTime stays acceptable.
-        let until = auth.cur_time.saturating_add(window).saturating_add(1);
-        let ttl = Duration::from_secs(u64::try_from((until - now).max(1)).unwrap_or(1));
-        let key = StateKey::netease_replay(&app.app_key, auth.cur_time, auth.nonce);
-        if !provider.store.remember_once(key.as_str(), ttl).await? {
-            return Err(NeteaseError::new(
-                Code::Replayed,
-                "request repeated: this AppKey, Nonce and CurTime were already used",
-            ));
+    // Remember the header set for as long as its CurTime stays acceptable.
+    let until = auth.cur_time.saturating_add(window).saturating_add(1);
+    let ttl = Duration::from_secs(u64::try_from((until - now).max(1)).unwrap_or(1));
+    let key = StateKey::netease_replay(&app.app_key, auth.cur_time, auth.nonce);
+    let replayed = match provider.replay_guard {
+        ReplayGuard::Off => false,
+        ReplayGuard::Strict => !provider.store.remember_once(key.as_str(), ttl).await?,
+        ReplayGuard::Idempotent => {
+            // The body's digest is remembered with the headers: the same body again is a retry.
+            let digest = hex::encode(Sha256::digest(&body));
+            provider
+                .store
+                .remember_request(key.as_str(), &digest, ttl)
+                .await?
+                == Repeat::Different
         }
+    };
+    if replayed {
+        return Err(NeteaseError::new(
+            Code::Replayed,
+            match provider.replay_guard {
+                ReplayGuard::Idempotent => {
+                    "request repeated: this AppKey, Nonce and CurTime were already used with another body"
+                }
+                _ => "request repeated: this AppKey, Nonce and CurTime were already used",
+            },
+        ));
     }
     let form = Form::parse(&parts.headers, &body)?;
     Ok(Call { app, secret, form })

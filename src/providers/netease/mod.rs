@@ -30,7 +30,7 @@ use axum::Router;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use self::config::NeteaseSettings;
+use self::config::{NeteaseSettings, ReplayGuard};
 use self::domain::Uid;
 use self::wire::{Code, NeteaseError};
 use crate::store::{RateLimit, Store};
@@ -50,7 +50,7 @@ struct App {
 pub struct NeteaseProvider {
     apps: HashMap<String, App>,
     window: Duration,
-    replay_guard: bool,
+    replay_guard: ReplayGuard,
     max_channel_chars: usize,
     policy: TtlPolicy,
     clock: SharedClock,

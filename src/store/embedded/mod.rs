@@ -27,7 +27,7 @@ use self::writer::{open_database, storage, submit, writer, Job, OpError, Shared}
 
 use super::{
     issue_step, millis, rate_step, use_step, Admission, EmbeddedSettings, Issued, RateDecision,
-    RateLimit, RecordKey, RecordState, StoreError, TokenRecord, TokenStore,
+    RateLimit, RecordKey, RecordState, Repeat, StoreError, TokenRecord, TokenStore,
 };
 use crate::ttl::SharedClock;
 
@@ -38,6 +38,8 @@ const RATES: TableDefinition<&str, (i64, u32, i64, i64)> = TableDefinition::new(
 const REVOKED: TableDefinition<&str, i64> = TableDefinition::new("revoked");
 /// Tokens issued under a record key (see `Store::was_issued`): `<issued id>` → until, ms.
 const ISSUED: TableDefinition<&str, i64> = TableDefinition::new("issued");
+/// Requests remembered with a digest (replay guards): key → until (8 bytes, big-endian ms) then the digest.
+const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
 /// Written by readiness probes while writes are failing, to learn whether they work again.
 const PROBE: TableDefinition<&str, &[u8]> = TableDefinition::new("probe");
 
@@ -261,6 +263,39 @@ impl TokenStore for EmbeddedStore {
                     .map_err(storage)?;
             }
             Ok(!seen)
+        })
+        .await
+    }
+
+    async fn remember_request(
+        &self,
+        key: &str,
+        digest: &str,
+        ttl: Duration,
+    ) -> Result<Repeat, StoreError> {
+        let (key, digest, now) = (key.to_owned(), digest.to_owned(), self.clock.now_millis());
+        self.write(move |txn| {
+            let mut table = txn.open_table(REQUESTS).map_err(storage)?;
+            let seen = table
+                .get(key.as_str())
+                .map_err(storage)?
+                .and_then(|stored| {
+                    let stored = stored.value();
+                    let until = i64::from_be_bytes(stored.get(..8)?.try_into().ok()?);
+                    (until > now).then(|| stored[8..] == *digest.as_bytes())
+                });
+            match seen {
+                Some(true) => Ok(Repeat::Same),
+                Some(false) => Ok(Repeat::Different),
+                None => {
+                    let mut value = now.saturating_add(millis(ttl)).to_be_bytes().to_vec();
+                    value.extend_from_slice(digest.as_bytes());
+                    table
+                        .insert(key.as_str(), value.as_slice())
+                        .map_err(storage)?;
+                    Ok(Repeat::First)
+                }
+            }
         })
         .await
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redb::{ReadableTableMetadata, WriteTransaction};
 
 use super::writer::{storage, submit, OpError};
-use super::{decode, EmbeddedStore, ISSUED, ONCE, RATES, RECORDS, REVOKED};
+use super::{decode, EmbeddedStore, ISSUED, ONCE, RATES, RECORDS, REQUESTS, REVOKED};
 use crate::store::StoreError;
 
 impl EmbeddedStore {
@@ -95,6 +95,19 @@ fn purge(txn: &WriteTransaction, now: i64) -> Result<usize, OpError> {
             .retain(|_, until| {
                 removed += usize::from(until <= now);
                 until > now
+            })
+            .map_err(storage)?;
+    }
+    {
+        let mut table = txn.open_table(REQUESTS).map_err(storage)?;
+        table
+            .retain(|_, stored| {
+                let keep = stored
+                    .get(..8)
+                    .and_then(|until| until.try_into().ok())
+                    .is_some_and(|until| i64::from_be_bytes(until) > now);
+                removed += usize::from(!keep);
+                keep
             })
             .map_err(storage)?;
     }

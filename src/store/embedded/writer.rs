@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ISSUED, ONCE, PROBE, RATES, RECORDS, REVOKED};
+use super::{ISSUED, ONCE, PROBE, RATES, RECORDS, REQUESTS, REVOKED};
 use crate::store::StoreError;
 
 /// Why one operation failed inside the writer's transaction.
@@ -96,6 +96,7 @@ pub(super) fn open_database(path: &Path) -> Result<Database, String> {
         txn.open_table(RATES).map_err(|e| e.to_string())?;
         txn.open_table(REVOKED).map_err(|e| e.to_string())?;
         txn.open_table(ISSUED).map_err(|e| e.to_string())?;
+        txn.open_table(REQUESTS).map_err(|e| e.to_string())?;
         txn.open_table(PROBE).map_err(|e| e.to_string())?;
     }
     txn.commit().map_err(|e| e.to_string())?;

@@ -28,7 +28,7 @@ use self::scripts::Scripts;
 
 use super::{
     millis, Admission, Issued, RateDecision, RateLimit, RecordKey, RecordState, RedisSettings,
-    ResetPolicy, StoreError, TokenRecord, TokenStore,
+    Repeat, ResetPolicy, StoreError, TokenRecord, TokenStore,
 };
 use crate::ttl::SharedClock;
 
@@ -236,6 +236,26 @@ impl TokenStore for RedisStore {
             .arg(millis(ttl));
         let first: i64 = self.run(invocation).await?;
         Ok(first == 1)
+    }
+
+    async fn remember_request(
+        &self,
+        key: &str,
+        digest: &str,
+        ttl: Duration,
+    ) -> Result<Repeat, StoreError> {
+        let mut invocation = self.scripts.remember_request.prepare_invoke();
+        invocation
+            .key(self.key("req", key))
+            .arg(self.clock.now_millis())
+            .arg(millis(ttl))
+            .arg(digest);
+        let seen: i64 = self.run(invocation).await?;
+        Ok(match seen {
+            0 => Repeat::First,
+            1 => Repeat::Same,
+            _ => Repeat::Different,
+        })
     }
 
     async fn hit(&self, key: &str, limit: &RateLimit) -> Result<RateDecision, StoreError> {

@@ -69,6 +69,22 @@ redis.call('SET', KEYS[1], now + tonumber(ARGV[2]), 'PX', math.max(tonumber(ARGV
 return 1
 "#;
 
+/// Remember a request with its digest. KEYS[1]; ARGV: now ms, ttl ms, digest. Returns 0 the first time, 1 for an
+/// exact repeat (same digest), 2 for the same key with another digest.
+const REMEMBER_REQUEST: &str = r#"
+local now = tonumber(ARGV[1])
+local v = redis.call('GET', KEYS[1])
+if v then
+  local sep = string.find(v, ':', 1, true)
+  if sep and tonumber(string.sub(v, 1, sep - 1)) > now then
+    if string.sub(v, sep + 1) == ARGV[3] then return 1 end
+    return 2
+  end
+end
+redis.call('SET', KEYS[1], (now + tonumber(ARGV[2])) .. ':' .. ARGV[3], 'PX', math.max(tonumber(ARGV[2]), 1))
+return 0
+"#;
+
 /// Rate step, mirroring `store::rate_step`. KEYS[1] hash; ARGV: now, limit, window ms, lockout ms.
 /// Returns {allowed, reset_at}.
 const HIT: &str = r#"
@@ -115,6 +131,7 @@ pub(super) struct Scripts {
     pub(super) use_token: Script,
     pub(super) revoke: Script,
     pub(super) once: Script,
+    pub(super) remember_request: Script,
     pub(super) hit: Script,
     pub(super) revoke_until: Script,
 }
@@ -126,6 +143,7 @@ impl Scripts {
             use_token: Script::new(USE),
             revoke: Script::new(REVOKE),
             once: Script::new(ONCE),
+            remember_request: Script::new(REMEMBER_REQUEST),
             hit: Script::new(HIT),
             revoke_until: Script::new(REVOKE_UNTIL),
         }
