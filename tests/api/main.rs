@@ -8,6 +8,7 @@ mod integrity;
 mod logs;
 mod mecloud;
 mod netease;
+mod netease_sample;
 mod redis_server;
 mod store;
 mod store_backends;
