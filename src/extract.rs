@@ -101,6 +101,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
         let body = Bytes::from_request(req, state)
             .await
             .map_err(|rejection| ApiError::from_bytes_rejection(&rejection, limit))?;
+        if looks_like_json(&body) {
+            return Err(ApiError::BadBody {
+                code: "invalid_body",
+                message: "the body looks like JSON but was sent as a form (Content-Type: \
+                          application/x-www-form-urlencoded, what curl -d sends by default); send it with \
+                          Content-Type: application/json"
+                    .to_owned(),
+            });
+        }
         serde_urlencoded::from_bytes(&body)
             .map(Self)
             .map_err(|e| ApiError::BadBody {
@@ -108,6 +117,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
                 message: e.to_string(),
             })
     }
+}
+
+/// A form body that starts like a JSON object or array: JSON sent with a form's content type.
+fn looks_like_json(body: &[u8]) -> bool {
+    matches!(
+        body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
 }
 
 #[cfg(test)]

@@ -537,3 +537,22 @@ async fn a_token_stays_valid_until_the_clock_moves_past_the_window() {
     let (code, _) = assert_error(post(&app, EXCHANGE, &body).await, StatusCode::BAD_REQUEST).await;
     assert_eq!(code, "time_outside_window");
 }
+
+#[tokio::test]
+async fn json_sent_as_a_form_is_answered_with_what_is_wrong() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url(EXCHANGE))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(request(&app, "k", CHANNEL_KEY).to_string())
+        .send()
+        .await
+        .expect("sent");
+    let (code, message) = assert_error(response, StatusCode::BAD_REQUEST).await;
+    assert_eq!(code, "invalid_body");
+    assert!(
+        message.contains("looks like JSON but was sent as a form"),
+        "{message}"
+    );
+}
