@@ -52,6 +52,9 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// Connect and per-command deadline, in milliseconds: an unreachable Redis fails requests this fast.
     pub timeout_ms: u64,
+    /// `url` is a comma-separated list of a Redis Cluster's seed nodes, served through the cluster client.
+    #[serde(default)]
+    pub cluster: bool,
     /// What to do when the store's epoch key vanishes or changes (Redis restarted empty, flushed, replaced).
     #[serde(default)]
     pub on_reset: ResetPolicy,

@@ -835,3 +835,31 @@ async fn a_client_written_like_netease_samples_works_unchanged() {
         "same uid and room: same token"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_a_redis_cluster_agree_under_races_and_are_ready() {
+    let cluster = crate::redis_server::RedisCluster::start();
+    let url = cluster.url();
+    let env = [
+        ("TOKENMINT_STORE__BACKEND", "redis"),
+        ("TOKENMINT_STORE__REDIS__CLUSTER", "true"),
+        ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
+    ];
+    let a = spawn_app_with(settings_with("", &env)).await;
+    let b = spawn_app_with(settings_with("", &env)).await;
+    for app in [&a, &b] {
+        let ready = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(ready.status(), StatusCode::OK, "every slot is served");
+    }
+    races(&a, &b).await;
+    // Many uids spread over the cluster's slots, each through both instances.
+    for uid in 100..140 {
+        let token = get_token(&a, &format!("uid={uid}")).await;
+        assert_eq!(get_token(&b, &format!("uid={uid}")).await, token);
+    }
+}

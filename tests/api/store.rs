@@ -13,13 +13,14 @@ use tokenmint::store::{
 use tokenmint::ttl::{Clock, ManualClock};
 
 use crate::helpers::temp_path;
-use crate::redis_server::RedisServer;
+use crate::redis_server::{RedisCluster, RedisServer};
 
 /// A backend under test, on a manual clock.
 pub struct Harness<S> {
     pub store: S,
     pub clock: Arc<ManualClock>,
-    _redis: Option<RedisServer>,
+    /// Whatever keeps the harness's Redis servers running until it is dropped.
+    _redis: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 pub fn settings(backend: Backend, redis_url: &str) -> StoreSettings {
@@ -35,6 +36,7 @@ pub fn settings(backend: Backend, redis_url: &str) -> StoreSettings {
             url: redis_url.to_owned().into(),
             key_prefix: "tm-test:".to_owned(),
             timeout_ms: 500,
+            cluster: false,
             on_reset: tokenmint::store::ResetPolicy::Refuse,
             epoch_check_ms: 1000,
         },
@@ -55,6 +57,22 @@ impl Harness<EmbeddedStore> {
 }
 
 impl Harness<RedisStore> {
+    /// The store on a real 3-master Redis Cluster.
+    pub async fn cluster() -> Self {
+        let cluster = RedisCluster::start();
+        let clock = ManualClock::at_millis(1_800_000_000_000);
+        let mut store_settings = settings(Backend::Redis, &cluster.url());
+        store_settings.redis.cluster = true;
+        let store = RedisStore::open(&store_settings.redis, clock.clone())
+            .await
+            .expect("opens");
+        Self {
+            store,
+            clock,
+            _redis: Some(Box::new(cluster)),
+        }
+    }
+
     pub async fn redis() -> Self {
         let server = RedisServer::start();
         let clock = ManualClock::at_millis(1_800_000_000_000);
@@ -67,7 +85,7 @@ impl Harness<RedisStore> {
         Self {
             store,
             clock,
-            _redis: Some(server),
+            _redis: Some(Box::new(server)),
         }
     }
 }
@@ -536,6 +554,15 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let h = super::Harness::redis().await;
+                    super::$name(&h).await;
+                }
+            )*
+        }
+        mod redis_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let h = super::Harness::cluster().await;
                     super::$name(&h).await;
                 }
             )*

@@ -35,6 +35,7 @@ fn settings(
             url: url.to_owned().into(),
             key_prefix: "tm-bench:".to_owned(),
             timeout_ms: 2000,
+            cluster: false,
             on_reset: tokenmint::store::ResetPolicy::Refuse,
             epoch_check_ms: 1000,
         },

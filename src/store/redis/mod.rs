@@ -13,16 +13,17 @@
 //! until an operator acknowledges the reset (`tokenmint store-acknowledge-reset` writes an acknowledged epoch
 //! that every instance adopts), or, with `on_reset = "continue"`, carries on after logging.
 
+mod connection;
 mod epoch;
 mod scripts;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
 
+use self::connection::{Connection, Connector};
 use self::epoch::{Epoch, ACKNOWLEDGED};
 use self::scripts::Scripts;
 
@@ -35,9 +36,8 @@ use crate::ttl::SharedClock;
 /// The Redis-backed store; cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    connection: Arc<OnceCell<ConnectionManager>>,
+    connector: Connector,
+    connection: Arc<OnceCell<Connection>>,
     prefix: Arc<str>,
     timeout: Duration,
     scripts: Arc<Scripts>,
@@ -98,18 +98,16 @@ impl RedisStore {
     }
 
     async fn connect(settings: &RedisSettings, clock: SharedClock) -> Result<Self, StoreError> {
-        let client = redis::Client::open(settings.url.expose_secret()).map_err(|_| {
-            StoreError::Unavailable("store.redis.url is not a valid Redis URL".to_owned())
-        })?;
         let timeout = Duration::from_millis(settings.timeout_ms.max(1));
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
+        let connector = Connector::new(settings.url.expose_secret(), settings.cluster, timeout)
+            .map_err(|_| {
+                StoreError::Unavailable(
+                    "store.redis.url is not a valid Redis URL (with cluster: a comma-separated list)"
+                        .to_owned(),
+                )
+            })?;
         let store = Self {
-            client,
-            config,
+            connector,
             connection: Arc::new(OnceCell::new()),
             prefix: Arc::from(settings.key_prefix.as_str()),
             timeout,
@@ -121,12 +119,10 @@ impl RedisStore {
         Ok(store)
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+    async fn connection(&self) -> Result<Connection, StoreError> {
         let manager = tokio::time::timeout(
             self.timeout * 2,
-            self.connection.get_or_try_init(|| {
-                ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
-            }),
+            self.connection.get_or_try_init(|| self.connector.connect()),
         )
         .await
         .map_err(|_| StoreError::Unavailable("redis: connect timed out".to_owned()))?
@@ -299,8 +295,19 @@ impl TokenStore for RedisStore {
         Ok(until.is_some_and(|until| until > self.clock.now_millis()))
     }
 
-    /// A round trip that also checks the epoch, so readiness turns false the moment a reset is visible.
+    /// A round trip that also checks the epoch, so readiness turns false the moment a reset is visible; on a
+    /// cluster, also that the node asked sees every slot covered (`cluster_state:ok`).
     async fn ping(&self) -> Result<(), StoreError> {
+        if self.connector.is_cluster() {
+            let mut info = redis::cmd("CLUSTER");
+            info.arg("INFO");
+            let info: String = self.query(info).await?;
+            if !info.lines().any(|line| line.trim() == "cluster_state:ok") {
+                return Err(StoreError::Unavailable(
+                    "redis cluster is not ok: a hash slot is not served".to_owned(),
+                ));
+            }
+        }
         self.check_epoch().await?;
         self.guard()
     }

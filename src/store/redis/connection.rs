@@ -1,0 +1,105 @@
+//! One connection type over a single Redis (a connection manager that reconnects by itself) or a Redis Cluster
+//! (the redis crate's async cluster client: it follows `MOVED`/`ASK` and refreshes the slot map after a
+//! failover), so every operation is written once.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+/// How to connect: parsed once from the settings.
+#[derive(Clone)]
+pub(super) enum Connector {
+    /// One node.
+    Single {
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+    },
+    /// A cluster, from its seed nodes.
+    Cluster(ClusterClient),
+}
+
+impl Connector {
+    /// From `store.redis.url`: one URL, or with `cluster` a comma-separated list of seed nodes.
+    pub(super) fn new(url: &str, cluster: bool, timeout: Duration) -> redis::RedisResult<Self> {
+        if cluster {
+            let seeds: Vec<&str> = url
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            let client = ClusterClient::builder(seeds)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .build()?;
+            Ok(Self::Cluster(client))
+        } else {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(1));
+            Ok(Self::Single {
+                client: redis::Client::open(url)?,
+                config,
+            })
+        }
+    }
+
+    /// Connects.
+    pub(super) async fn connect(&self) -> redis::RedisResult<Connection> {
+        match self {
+            Self::Single { client, config } => {
+                ConnectionManager::new_with_config(client.clone(), config.clone())
+                    .await
+                    .map(Connection::Single)
+            }
+            Self::Cluster(client) => client.get_async_connection().await.map(Connection::Cluster),
+        }
+    }
+
+    /// Whether this is a cluster.
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+/// A connection to either; cheap to clone (both are handles to shared connections).
+#[derive(Clone)]
+pub(super) enum Connection {
+    /// One node.
+    Single(ConnectionManager),
+    /// A cluster.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
