@@ -55,6 +55,10 @@ pub struct RedisSettings {
     /// `url` is a comma-separated list of a Redis Cluster's seed nodes, served through the cluster client.
     #[serde(default)]
     pub cluster: bool,
+    /// For `rediss://` URLs: a PEM file of the CA that signed the servers' certificates; without it the system's
+    /// trusted roots are used.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     /// What to do when the store's epoch key vanishes or changes (Redis restarted empty, flushed, replaced).
     #[serde(default)]
     pub on_reset: ResetPolicy,

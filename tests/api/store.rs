@@ -37,6 +37,7 @@ pub fn settings(backend: Backend, redis_url: &str) -> StoreSettings {
             key_prefix: "tm-test:".to_owned(),
             timeout_ms: 500,
             cluster: false,
+            tls_ca_file: None,
             on_reset: tokenmint::store::ResetPolicy::Refuse,
             epoch_check_ms: 1000,
         },

@@ -288,3 +288,186 @@ async fn acknowledged_writes_on_the_embedded_store_survive_sigkill() {
     second.child.kill().expect("kill");
     second.child.wait().expect("reaped");
 }
+
+/// A redis-server started with extra arguments on a free port; killed when dropped.
+struct Extra {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Extra {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_redis(port_args: impl Fn(u16) -> Vec<String>) -> Extra {
+    let port = crate::helpers::free_port();
+    let child = std::process::Command::new("redis-server")
+        .args(port_args(port))
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server runs");
+    std::thread::sleep(Duration::from_millis(300));
+    Extra { child, port }
+}
+
+/// A CA and a server certificate for 127.0.0.1 and localhost, made with openssl; returns the folder.
+fn certificates() -> std::path::PathBuf {
+    let dir = temp_path("tls");
+    std::fs::create_dir_all(&dir).expect("tls dir");
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tokenmint-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    dir
+}
+
+async fn open_redis(
+    url: &str,
+    ca: Option<std::path::PathBuf>,
+) -> Result<(), tokenmint::store::StoreError> {
+    let mut store_settings = settings(Backend::Redis, url);
+    store_settings.redis.tls_ca_file = ca;
+    let store = tokenmint::store::redis::RedisStore::open(
+        &store_settings.redis,
+        ManualClock::at_millis(1_800_000_000_000),
+    )
+    .await?;
+    store.ping().await?;
+    assert!(store.remember_once("tls-1", Duration::from_secs(5)).await?);
+    assert!(!store.remember_once("tls-1", Duration::from_secs(5)).await?);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rediss_url_uses_tls_and_trusts_the_configured_ca() {
+    let dir = certificates();
+    let path = |name: &str| dir.join(name).display().to_string();
+    let server = start_redis(|port| {
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path("server.crt"),
+            "--tls-key-file".into(),
+            path("server.key"),
+            "--tls-ca-cert-file".into(),
+            path("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
+    });
+    let url = format!("rediss://127.0.0.1:{}/", server.port);
+    open_redis(&url, Some(dir.join("ca.crt")))
+        .await
+        .expect("TLS with the configured CA");
+    assert!(
+        open_redis(&url, None).await.is_err(),
+        "a certificate the system does not trust is refused"
+    );
+    assert!(
+        open_redis(&format!("redis://127.0.0.1:{}/", server.port), None)
+            .await
+            .is_err(),
+        "plain TCP to a TLS port does not work"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_in_the_url_authenticates() {
+    let server = start_redis(|port| {
+        [
+            "--port",
+            &port.to_string(),
+            "--user",
+            "tm",
+            "on",
+            ">s3cret-pass",
+            "~*",
+            "&*",
+            "+@all",
+            "--user",
+            "default",
+            "off",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    });
+    open_redis(
+        &format!("redis://tm:s3cret-pass@127.0.0.1:{}/", server.port),
+        None,
+    )
+    .await
+    .expect("the ACL user works");
+    assert!(
+        open_redis(
+            &format!("redis://tm:wrong@127.0.0.1:{}/", server.port),
+            None
+        )
+        .await
+        .is_err(),
+        "a wrong password is refused"
+    );
+}

@@ -36,6 +36,7 @@ fn settings(
             key_prefix: "tm-bench:".to_owned(),
             timeout_ms: 2000,
             cluster: false,
+            tls_ca_file: None,
             on_reset: tokenmint::store::ResetPolicy::Refuse,
             epoch_check_ms: 1000,
         },

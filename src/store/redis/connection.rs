@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
 
 /// How to connect: parsed once from the settings.
 #[derive(Clone)]
@@ -22,30 +22,46 @@ pub(super) enum Connector {
 }
 
 impl Connector {
-    /// From `store.redis.url`: one URL, or with `cluster` a comma-separated list of seed nodes.
-    pub(super) fn new(url: &str, cluster: bool, timeout: Duration) -> redis::RedisResult<Self> {
+    /// From `store.redis.url`: one URL, or with `cluster` a comma-separated list of seed nodes. `rediss://` URLs
+    /// use TLS (rustls), trusting `ca` (PEM) when given, the system's roots otherwise; `user:password@` in a URL
+    /// authenticates as that ACL user.
+    pub(super) fn new(
+        url: &str,
+        cluster: bool,
+        timeout: Duration,
+        ca: Option<Vec<u8>>,
+    ) -> redis::RedisResult<Self> {
+        // rustls needs one process-wide crypto provider; a second install is refused harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certificates = ca.map(|root| TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root),
+        });
         if cluster {
             let seeds: Vec<&str> = url
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .collect();
-            let client = ClusterClient::builder(seeds)
+            let mut builder = ClusterClient::builder(seeds)
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
-                .retries(2)
-                .build()?;
-            Ok(Self::Cluster(client))
+                .retries(2);
+            if let Some(certificates) = certificates {
+                builder = builder.certs(certificates);
+            }
+            Ok(Self::Cluster(builder.build()?))
         } else {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_secs(1));
-            Ok(Self::Single {
-                client: redis::Client::open(url)?,
-                config,
-            })
+            let client = match certificates {
+                Some(certificates) => redis::Client::build_with_tls(url, certificates)?,
+                None => redis::Client::open(url)?,
+            };
+            Ok(Self::Single { client, config })
         }
     }
 

@@ -99,7 +99,16 @@ impl RedisStore {
 
     async fn connect(settings: &RedisSettings, clock: SharedClock) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(settings.timeout_ms.max(1));
-        let connector = Connector::new(settings.url.expose_secret(), settings.cluster, timeout)
+        let ca = match &settings.tls_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot read store.redis.tls_ca_file {}: {e}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
+        let connector = Connector::new(settings.url.expose_secret(), settings.cluster, timeout, ca)
             .map_err(|_| {
                 StoreError::Unavailable(
                     "store.redis.url is not a valid Redis URL (with cluster: a comma-separated list)"
