@@ -844,6 +844,7 @@ async fn two_instances_on_a_redis_cluster_agree_under_races_and_are_ready() {
         ("TOKENMINT_STORE__BACKEND", "redis"),
         ("TOKENMINT_STORE__REDIS__CLUSTER", "true"),
         ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
+        ("TOKENMINT_MECLOUD__RATE_LIMIT", "3"),
     ];
     let a = spawn_app_with(settings_with("", &env)).await;
     let b = spawn_app_with(settings_with("", &env)).await;
@@ -862,4 +863,45 @@ async fn two_instances_on_a_redis_cluster_agree_under_races_and_are_ready() {
         let token = get_token(&a, &format!("uid={uid}")).await;
         assert_eq!(get_token(&b, &format!("uid={uid}")).await, token);
     }
+
+    // MeCloud: single exchange and the per-key rate limit hold across instances.
+    use crate::mecloud::{post, request_for, CHANNEL_KEY, EXCHANGE};
+    let once = request_for(&a, "1", "shared", CHANNEL_KEY);
+    assert_eq!(post(&a, EXCHANGE, &once).await.status(), StatusCode::OK);
+    assert_eq!(
+        post(&b, EXCHANGE, &once).await.status(),
+        StatusCode::CONFLICT,
+        "b knows a exchanged it"
+    );
+    for (app, key) in [(&b, "r1"), (&a, "r2")] {
+        let fresh = request_for(app, "1", key, CHANNEL_KEY);
+        assert_eq!(post(app, EXCHANGE, &fresh).await.status(), StatusCode::OK);
+    }
+    let over = request_for(&b, "1", "r3", CHANNEL_KEY);
+    assert_eq!(
+        post(&b, EXCHANGE, &over).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the fourth exchange of the key, across both instances"
+    );
+
+    // Twilio: a revocation made on one instance is refused on the other.
+    let minted = a
+        .mint_ok(
+            crate::helpers::KEY_1,
+            &serde_json::json!({"identity": "alice"}),
+        )
+        .await;
+    let token = minted["token"].as_str().expect("token");
+    let revoked = a
+        .post_twilio(
+            "/twilio/v1/tokens/revoke",
+            crate::helpers::KEY_1,
+            &serde_json::json!({ "token": token }),
+        )
+        .await;
+    assert_eq!(revoked.status(), StatusCode::OK);
+    assert_eq!(
+        b.verify(crate::helpers::KEY_1, token).await["error"]["code"],
+        "token_revoked"
+    );
 }
