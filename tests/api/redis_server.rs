@@ -149,8 +149,13 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// Starts three nodes, creates the cluster and waits until every slot is served.
+    /// Starts three masters, creates the cluster and waits until every slot is served.
     pub fn start() -> Self {
+        Self::start_with_replicas(0)
+    }
+
+    /// Starts three masters with `replicas` replicas each.
+    pub fn start_with_replicas(replicas: usize) -> Self {
         let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "tokenmint-cluster-{}-{:x}",
             std::process::id(),
@@ -159,7 +164,7 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir).expect("cluster dir");
         let mut ports = Vec::new();
         let mut nodes = Vec::new();
-        for i in 0..3 {
+        for i in 0..3 * (1 + replicas) {
             let port = free_port();
             let node_dir = dir.join(format!("node{i}"));
             std::fs::create_dir_all(&node_dir).expect("node dir");
@@ -199,7 +204,7 @@ impl RedisCluster {
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -226,6 +231,37 @@ impl RedisCluster {
                 "redis node {port} did not answer {expected} to {command}"
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The ports of the nodes that are masters now.
+    pub fn master_ports(&self) -> Vec<u16> {
+        self.ports
+            .iter()
+            .copied()
+            .filter(|port| {
+                Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "ROLE"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("master"))
+            })
+            .collect()
+    }
+
+    /// Waits until every master's writes so far reached a replica (`WAIT 1`).
+    pub fn wait_for_replication(&self) {
+        for port in self.master_ports() {
+            let _ = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "WAIT", "1", "5000"])
+                .output();
+        }
+    }
+
+    /// Kills the node on `port` (SIGKILL, no goodbye to the cluster).
+    pub fn kill(&mut self, port: u16) {
+        if let Some(i) = self.ports.iter().position(|p| *p == port) {
+            let _ = self.nodes[i].kill();
+            let _ = self.nodes[i].wait();
         }
     }
 

@@ -360,3 +360,78 @@ async fn acknowledging_a_reset_of_the_embedded_store_is_refused() {
         .expect_err("nothing to acknowledge");
     assert!(err.to_string().contains("embedded"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_cluster_master_fails_over_and_tokenmint_recovers_without_a_restart() {
+    let mut cluster = crate::redis_server::RedisCluster::start_with_replicas(1);
+    let url = cluster.url();
+    let app = spawn_app_with(settings_with(
+        "",
+        &[
+            ("TOKENMINT_STORE__BACKEND", "redis"),
+            ("TOKENMINT_STORE__REDIS__CLUSTER", "true"),
+            ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
+        ],
+    ))
+    .await;
+    let mut tokens = Vec::new();
+    for uid in 0..30 {
+        tokens.push(get_token(&app, &format!("uid={uid}&expireAt=3600")).await);
+    }
+    cluster.wait_for_replication();
+    let victim = cluster.master_ports()[0];
+    cluster.kill(victim);
+
+    // Readiness, asked every 20 ms while the getToken calls below wait on the dead master.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let (stop, client, url) = (stop.clone(), app.client.clone(), app.url("/readyz"));
+        tokio::spawn(async move {
+            let mut not_ready = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = client.get(&url).send().await.map(|r| r.status());
+                if status.is_ok_and(|s| s == StatusCode::SERVICE_UNAVAILABLE) {
+                    not_ready += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            not_ready
+        })
+    };
+    let mut unavailable = 0;
+    let started = std::time::Instant::now();
+    let mut recovered = false;
+    while started.elapsed() < Duration::from_secs(40) {
+        let mut all_served = true;
+        for (uid, token) in tokens.iter().enumerate() {
+            let answer = call(&app, GET_TOKEN, &format!("uid={uid}&expireAt=3600")).await;
+            match answer["code"].as_i64() {
+                Some(200) => assert_eq!(answer["token"], *token, "uid {uid} kept its token"),
+                Some(503) => {
+                    unavailable += 1;
+                    all_served = false;
+                }
+                _ => panic!("only 200 or 503 while a master is down: {answer}"),
+            }
+        }
+        if all_served && unavailable > 0 && readyz(&app).await == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let not_ready = probe.await.expect("probe");
+    assert!(
+        unavailable > 0,
+        "the killed master's slots answered 503 for a while"
+    );
+    assert!(
+        recovered,
+        "every uid served again after the failover, without a restart"
+    );
+    assert!(
+        not_ready > 0,
+        "/readyz said not ready while slots were uncovered"
+    );
+}

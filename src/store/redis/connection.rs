@@ -7,6 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
 
 /// How to connect: parsed once from the settings.
@@ -90,6 +91,24 @@ pub(super) enum Connection {
     Single(ConnectionManager),
     /// A cluster.
     Cluster(ClusterConnection),
+}
+
+impl Connection {
+    /// A round trip to every node that serves slots (a cluster's masters; the one node otherwise).
+    pub(super) async fn ping_every_node(&mut self) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(c) => redis::cmd("PING").query_async::<()>(c).await,
+            Self::Cluster(c) => {
+                let every_master = RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::AllSucceeded),
+                ));
+                c.route_command(redis::cmd("PING"), every_master)
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
 }
 
 impl ConnectionLike for Connection {

@@ -304,9 +304,13 @@ impl TokenStore for RedisStore {
         Ok(until.is_some_and(|until| until > self.clock.now_millis()))
     }
 
-    /// A round trip that also checks the epoch, so readiness turns false the moment a reset is visible; on a
-    /// cluster, also that the node asked sees every slot covered (`cluster_state:ok`).
+    /// Round trips to every node that serves slots, then the epoch check, so readiness turns false the moment a
+    /// reset is visible; on a cluster, also that every slot is covered (`cluster_state:ok`).
     async fn ping(&self) -> Result<(), StoreError> {
+        // Every node that serves slots answers: on a cluster a dead master is not ready before the cluster
+        // itself marks it failed.
+        let mut connection = self.connection().await?;
+        deadline(self.timeout, connection.ping_every_node()).await?;
         if self.connector.is_cluster() {
             let mut info = redis::cmd("CLUSTER");
             info.arg("INFO");
