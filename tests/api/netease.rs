@@ -68,6 +68,31 @@ pub async fn post_raw(
     response.json().await.expect("JSON body")
 }
 
+/// A well-signed getToken-style form call with a fresh nonce, from a bare client (for spawned tasks).
+pub async fn post_raw_with(
+    client: &reqwest::Client,
+    url: &str,
+    clock: &tokenmint::ttl::ManualClock,
+    body: Vec<u8>,
+) -> Value {
+    let nonce = fresh_nonce();
+    let cur_time = clock.now_secs().to_string();
+    client
+        .post(url)
+        .header("AppKey", APP_KEY)
+        .header("CheckSum", checksum(SECRET, &nonce, &cur_time))
+        .header("Nonce", nonce)
+        .header("CurTime", cur_time)
+        .header("Content-Type", FORM)
+        .body(body)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON body")
+}
+
 /// A well-signed form call.
 pub async fn call(app: &TestApp, path: &str, form: &str) -> Value {
     let mut headers = auth_headers(app, SECRET);

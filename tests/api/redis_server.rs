@@ -265,6 +265,86 @@ impl RedisCluster {
         }
     }
 
+    /// Runs redis-cli against the node on `port`; returns its standard output.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// The node owning `slot` now: (port, node id).
+    pub fn owner_of(&self, slot: u16) -> (u16, String) {
+        for port in self.master_ports() {
+            let id = self.cli(port, &["CLUSTER", "MYID"]);
+            let nodes = self.cli(port, &["CLUSTER", "NODES"]);
+            let mine = nodes
+                .lines()
+                .find(|l| l.starts_with(&id))
+                .expect("own line");
+            let owns = mine.split_whitespace().skip(8).any(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                match (a.parse::<u16>(), b.parse::<u16>()) {
+                    (Ok(a), Ok(b)) => (a..=b).contains(&slot),
+                    _ => false,
+                }
+            });
+            if owns {
+                return (port, id);
+            }
+        }
+        panic!("no master owns slot {slot}");
+    }
+
+    /// Moves `slot` from its owner to another master the way `redis-cli --cluster reshard` does: IMPORTING and
+    /// MIGRATING, MIGRATE of its keys a few at a time (with `pause` between batches), then SETSLOT NODE.
+    pub fn migrate_slot(&self, slot: u16, pause: Duration) {
+        let (source, source_id) = self.owner_of(slot);
+        let target = *self
+            .master_ports()
+            .iter()
+            .find(|p| **p != source)
+            .expect("another master");
+        let target_id = self.cli(target, &["CLUSTER", "MYID"]);
+        let slot_text = slot.to_string();
+        self.cli(
+            target,
+            &["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &source_id],
+        );
+        self.cli(
+            source,
+            &["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &target_id],
+        );
+        loop {
+            let keys = self.cli(source, &["CLUSTER", "GETKEYSINSLOT", &slot_text, "2"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let target_port = target.to_string();
+            let mut args = vec![
+                "MIGRATE",
+                "127.0.0.1",
+                &target_port,
+                "",
+                "0",
+                "5000",
+                "KEYS",
+            ];
+            args.extend(keys);
+            self.cli(source, &args);
+            std::thread::sleep(pause);
+        }
+        for port in self.master_ports() {
+            self.cli(
+                port,
+                &["CLUSTER", "SETSLOT", &slot_text, "NODE", &target_id],
+            );
+        }
+    }
+
     /// The seed-node list for `store.redis.url` with `cluster = true`.
     pub fn url(&self) -> String {
         self.ports

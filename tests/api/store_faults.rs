@@ -435,3 +435,80 @@ async fn a_killed_cluster_master_fails_over_and_tokenmint_recovers_without_a_res
         "/readyz said not ready while slots were uncovered"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migrating_under_load_loses_nothing_and_errs_only_with_503() {
+    let cluster = crate::redis_server::RedisCluster::start();
+    let url = cluster.url();
+    let app = spawn_app_with(settings_with(
+        "",
+        &[
+            ("TOKENMINT_STORE__BACKEND", "redis"),
+            ("TOKENMINT_STORE__REDIS__CLUSTER", "true"),
+            ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
+        ],
+    ))
+    .await;
+    let token = get_token(&app, "uid=4242&channelName=moving&expireAt=3600").await;
+    // The record's slot: its key's hash tag is `rec:` + the record key (see the README's key layout).
+    let record_key = tokenmint::store::RecordKey {
+        app: crate::netease::APP_KEY.to_owned(),
+        subject: "4242".to_owned(),
+        room: "moving".to_owned(),
+    };
+    let key = format!("tokenmint:{{rec:{}}}", record_key.encoded());
+    let slot: u16 = cluster
+        .cli(cluster.master_ports()[0], &["CLUSTER", "KEYSLOT", &key])
+        .parse()
+        .expect("a slot");
+    let (before, _) = cluster.owner_of(slot);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let (client, url) = (app.client.clone(), app.url(GET_TOKEN));
+        let token = token.clone();
+        let app_clock = app.clock.clone();
+        tokio::spawn(async move {
+            let (mut served, mut unavailable) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = crate::netease::post_raw_with(
+                    &client,
+                    &url,
+                    &app_clock,
+                    b"uid=4242&channelName=moving&expireAt=3600".to_vec(),
+                )
+                .await;
+                match answer["code"].as_i64() {
+                    Some(200) => {
+                        assert_eq!(answer["token"], token.as_str(), "the same token, always");
+                        served += 1;
+                    }
+                    Some(503) => unavailable += 1,
+                    _ => panic!("only 200 or 503 during the move: {answer}"),
+                }
+            }
+            (served, unavailable)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::task::block_in_place(|| cluster.migrate_slot(slot, Duration::from_millis(100)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (served, _unavailable) = load.await.expect("load");
+    assert!(served > 0, "requests were served during the move");
+    let (after, _) = cluster.owner_of(slot);
+    assert_ne!(before, after, "the slot moved");
+    assert_eq!(
+        get_token(&app, "uid=4242&channelName=moving&expireAt=3600").await,
+        token,
+        "the record moved with its slot"
+    );
+    let verdict = call(
+        &app,
+        VERIFY,
+        &format!("uid=4242&channelName=moving&token={}", urlencode(&token)),
+    )
+    .await;
+    assert_eq!(verdict["code"], 200, "{verdict}");
+}
