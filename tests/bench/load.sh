@@ -3,8 +3,8 @@
 #
 #   tests/bench/load.sh [seconds per route, default 10] [connections, default 32]
 #
-# Builds the release binary and starts it on free loopback ports, once on the embedded store and once on a
-# redis-server the script starts itself, with the development profile (log level from TOKENMINT_BENCH_LOG,
+# Builds the release binary and starts it on free loopback ports, on the embedded store, on a redis-server and on
+# a 3-master Redis Cluster the script starts itself, with the development profile (log level from TOKENMINT_BENCH_LOG,
 # default info, written to a file). Drives it with wrk (installed with apt-get when missing). Only 127.0.0.1 is
 # targeted and every run is bounded by its duration. Compare ratios, not absolute figures: the machine is shared.
 set -euo pipefail
@@ -87,6 +87,27 @@ run "redis: healthz" "$base/healthz"
 run "redis: netease getToken new uid" "$base$netease" -s tests/bench/netease_get_token.lua
 TOKENMINT_BENCH_UIDS=100 run "redis: netease getToken repeat" "$base$netease" -s tests/bench/netease_get_token.lua
 
+# A 3-master Redis Cluster on loopback.
+cluster_ports=()
+for i in 1 2 3; do
+  port=$(free_port); cluster_ports+=("$port")
+  mkdir -p "$work/cluster-$i"
+  redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes --save "" --appendonly no --dir "$work/cluster-$i" \
+    >"$work/cluster-$i.log" 2>&1 &
+  pids+=($!)
+done
+for port in "${cluster_ports[@]}"; do
+  for _ in $(seq 1 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+done
+redis-cli --cluster create "${cluster_ports[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >/dev/null
+until redis-cli -p "${cluster_ports[0]}" cluster info | grep -q 'cluster_state:ok'; do sleep 0.2; done
+cluster_url=$(printf 'redis://127.0.0.1:%s,' "${cluster_ports[@]}"); cluster_url=${cluster_url%,}
+start_service cluster TOKENMINT_STORE__BACKEND=redis TOKENMINT_STORE__REDIS__CLUSTER=true \
+  TOKENMINT_STORE__REDIS__URL="$cluster_url"
+run "cluster: healthz" "$base/healthz"
+run "cluster: netease getToken new uid" "$base$netease" -s tests/bench/netease_get_token.lua
+TOKENMINT_BENCH_UIDS=100 run "cluster: netease getToken repeat" "$base$netease" -s tests/bench/netease_get_token.lua
+
 echo "throughput ratios (same process, same run):"
 ratio "embedded: twilio mint" "embedded: healthz"
 ratio "embedded: netease getToken new uid" "embedded: healthz"
@@ -94,3 +115,5 @@ ratio "embedded: netease getToken repeat" "embedded: healthz"
 ratio "embedded: mecloud exchange" "embedded: healthz"
 ratio "redis: netease getToken new uid" "redis: healthz"
 ratio "redis: netease getToken repeat" "redis: healthz"
+ratio "cluster: netease getToken new uid" "cluster: healthz"
+ratio "cluster: netease getToken repeat" "cluster: healthz"
