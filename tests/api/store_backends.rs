@@ -385,8 +385,17 @@ async fn open_redis(
     url: &str,
     ca: Option<std::path::PathBuf>,
 ) -> Result<(), tokenmint::store::StoreError> {
+    open_redis_with(url, ca, false).await
+}
+
+async fn open_redis_with(
+    url: &str,
+    ca: Option<std::path::PathBuf>,
+    cluster: bool,
+) -> Result<(), tokenmint::store::StoreError> {
     let mut store_settings = settings(Backend::Redis, url);
     store_settings.redis.tls_ca_file = ca;
+    store_settings.redis.cluster = cluster;
     let store = tokenmint::store::redis::RedisStore::open(
         &store_settings.redis,
         ManualClock::at_millis(1_800_000_000_000),
@@ -470,4 +479,81 @@ async fn an_acl_user_in_the_url_authenticates() {
         .is_err(),
         "a wrong password is refused"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_over_tls_is_served_with_rediss_seed_urls() {
+    let dir = certificates();
+    let path = |name: &str| dir.join(name).display().to_string();
+    let nodes: Vec<Extra> = (0..3)
+        .map(|i| {
+            let node_dir = dir.join(format!("node{i}"));
+            std::fs::create_dir_all(&node_dir).expect("node dir");
+            start_redis(|port| {
+                vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string(),
+                    "--tls-cluster".into(),
+                    "yes".into(),
+                    "--tls-cert-file".into(),
+                    path("server.crt"),
+                    "--tls-key-file".into(),
+                    path("server.key"),
+                    "--tls-ca-cert-file".into(),
+                    path("ca.crt"),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--dir".into(),
+                    node_dir.display().to_string(),
+                ]
+            })
+        })
+        .collect();
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let created = std::process::Command::new("redis-cli")
+        .args(["--tls", "--cacert", &path("ca.crt"), "--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("redis-cli runs");
+    assert!(created.success(), "the TLS cluster was created");
+    let started = Instant::now();
+    loop {
+        let info = std::process::Command::new("redis-cli")
+            .args([
+                "--tls",
+                "--cacert",
+                &path("ca.crt"),
+                "-p",
+                &nodes[0].port.to_string(),
+            ])
+            .args(["CLUSTER", "INFO"])
+            .output()
+            .expect("redis-cli runs");
+        if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "cluster did not become ok"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = nodes
+        .iter()
+        .map(|n| format!("rediss://127.0.0.1:{}/", n.port))
+        .collect::<Vec<_>>()
+        .join(",");
+    open_redis_with(&url, Some(dir.join("ca.crt")), true)
+        .await
+        .expect("TLS to every node of the cluster");
 }
