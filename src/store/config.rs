@@ -55,6 +55,10 @@ pub struct RedisSettings {
     /// `url` is a comma-separated list of a Redis Cluster's seed nodes, served through the cluster client.
     #[serde(default)]
     pub cluster: bool,
+    /// After every write, wait (Redis `WAIT`, at most `timeout_ms`) until this many replicas have it, and answer
+    /// 503 when fewer do: so a failover cannot lose an acknowledged write. 0: do not wait.
+    #[serde(default)]
+    pub wait_replicas: u32,
     /// For `rediss://` URLs: a PEM file of the CA that signed the servers' certificates; without it the system's
     /// trusted roots are used.
     #[serde(default)]

@@ -213,6 +213,20 @@ impl RedisCluster {
         for port in &cluster.ports {
             cluster.wait_for(*port, "CLUSTER INFO", "cluster_state:ok");
         }
+        if replicas > 0 {
+            for port in cluster.master_ports() {
+                cluster.wait_for(
+                    port,
+                    "INFO replication",
+                    &format!("connected_slaves:{replicas}"),
+                );
+            }
+            for port in cluster.ports.clone() {
+                if !cluster.master_ports().contains(&port) {
+                    cluster.wait_for(port, "INFO replication", "master_link_status:up");
+                }
+            }
+        }
         cluster
     }
 
@@ -246,15 +260,6 @@ impl RedisCluster {
                     .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("master"))
             })
             .collect()
-    }
-
-    /// Waits until every master's writes so far reached a replica (`WAIT 1`).
-    pub fn wait_for_replication(&self) {
-        for port in self.master_ports() {
-            let _ = Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "WAIT", "1", "5000"])
-                .output();
-        }
     }
 
     /// Kills the node on `port` (SIGKILL, no goodbye to the cluster).

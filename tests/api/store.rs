@@ -38,6 +38,7 @@ pub fn settings(backend: Backend, redis_url: &str) -> StoreSettings {
             timeout_ms: 500,
             cluster: false,
             tls_ca_file: None,
+            wait_replicas: 0,
             on_reset: tokenmint::store::ResetPolicy::Refuse,
             epoch_check_ms: 1000,
         },

@@ -363,7 +363,8 @@ async fn acknowledging_a_reset_of_the_embedded_store_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_cluster_master_fails_over_and_tokenmint_recovers_without_a_restart() {
-    let mut cluster = crate::redis_server::RedisCluster::start_with_replicas(1);
+    // Two replicas per master: after the failover the promoted master still has one to acknowledge writes.
+    let mut cluster = crate::redis_server::RedisCluster::start_with_replicas(2);
     let url = cluster.url();
     let app = spawn_app_with(settings_with(
         "",
@@ -371,6 +372,8 @@ async fn a_killed_cluster_master_fails_over_and_tokenmint_recovers_without_a_res
             ("TOKENMINT_STORE__BACKEND", "redis"),
             ("TOKENMINT_STORE__REDIS__CLUSTER", "true"),
             ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
+            // Every write waits for its replica: what was acknowledged survives the failover.
+            ("TOKENMINT_STORE__REDIS__WAIT_REPLICAS", "1"),
         ],
     ))
     .await;
@@ -378,7 +381,6 @@ async fn a_killed_cluster_master_fails_over_and_tokenmint_recovers_without_a_res
     for uid in 0..30 {
         tokens.push(get_token(&app, &format!("uid={uid}&expireAt=3600")).await);
     }
-    cluster.wait_for_replication();
     let victim = cluster.master_ports()[0];
     cluster.kill(victim);
 
@@ -511,4 +513,26 @@ async fn a_slot_migrating_under_load_loses_nothing_and_errs_only_with_503() {
     )
     .await;
     assert_eq!(verdict["code"], 200, "{verdict}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_no_replica_acknowledges_is_answered_503() {
+    let cluster = crate::redis_server::RedisCluster::start();
+    let url = cluster.url();
+    let app = spawn_app_with(settings_with(
+        "",
+        &[
+            ("TOKENMINT_STORE__BACKEND", "redis"),
+            ("TOKENMINT_STORE__REDIS__CLUSTER", "true"),
+            ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
+            ("TOKENMINT_STORE__REDIS__WAIT_REPLICAS", "1"),
+            ("TOKENMINT_STORE__REDIS__TIMEOUT_MS", "200"),
+        ],
+    ))
+    .await;
+    let answer = call(&app, GET_TOKEN, "uid=1").await;
+    assert_eq!(
+        answer["code"], 503,
+        "a cluster without replicas cannot make a write durable: {answer}"
+    );
 }

@@ -37,6 +37,7 @@ fn settings(
             timeout_ms: 2000,
             cluster: false,
             tls_ca_file: None,
+            wait_replicas: 0,
             on_reset: tokenmint::store::ResetPolicy::Refuse,
             epoch_check_ms: 1000,
         },

@@ -7,7 +7,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::{Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
 
 /// How to connect: parsed once from the settings.
@@ -94,6 +96,29 @@ pub(super) enum Connection {
 }
 
 impl Connection {
+    /// Waits (Redis `WAIT`) until `replicas` replicas have the writes this connection sent to the node that serves
+    /// `key`, for at most `timeout`; returns how many do.
+    pub(super) async fn wait_for_replicas(
+        &mut self,
+        key: &str,
+        replicas: u32,
+        timeout: Duration,
+    ) -> redis::RedisResult<i64> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas)
+            .arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        match self {
+            Self::Single(c) => wait.query_async(c).await,
+            Self::Cluster(c) => {
+                let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_key(key, SlotAddr::Master),
+                ));
+                let value = c.route_command(wait, node).await?;
+                Ok(redis::from_redis_value(value)?)
+            }
+        }
+    }
+
     /// A round trip to every node that serves slots (a cluster's masters; the one node otherwise).
     pub(super) async fn ping_every_node(&mut self) -> redis::RedisResult<()> {
         match self {

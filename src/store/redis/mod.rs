@@ -43,6 +43,7 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     epoch: Arc<Epoch>,
     on_reset: ResetPolicy,
+    wait_replicas: u32,
     clock: SharedClock,
 }
 
@@ -123,6 +124,7 @@ impl RedisStore {
             scripts: Arc::new(Scripts::new()),
             epoch: Arc::new(Epoch::default()),
             on_reset: settings.on_reset,
+            wait_replicas: settings.wait_replicas,
             clock,
         };
         Ok(store)
@@ -150,13 +152,30 @@ impl RedisStore {
         format!("{record}:issued:{}", super::token_digest(token))
     }
 
+    /// Runs a script whose first key is `written`; with `wait_replicas`, then waits until that many replicas have
+    /// what this connection wrote to that key's node, and answers 503 when fewer do.
     async fn run<T: redis::FromRedisValue>(
         &self,
+        written: &str,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
         self.guard()?;
         let mut conn = self.connection().await?;
-        deadline(self.timeout, invocation.invoke_async(&mut conn)).await
+        let value = deadline(self.timeout, invocation.invoke_async(&mut conn)).await?;
+        if self.wait_replicas > 0 {
+            let acknowledged = deadline(
+                self.timeout * 2,
+                conn.wait_for_replicas(written, self.wait_replicas, self.timeout),
+            )
+            .await?;
+            if acknowledged < i64::from(self.wait_replicas) {
+                return Err(StoreError::Unavailable(format!(
+                    "redis: {acknowledged} of {} replicas acknowledged the write in time",
+                    self.wait_replicas
+                )));
+            }
+        }
+        Ok(value)
     }
 
     /// Runs a plain command under the deadline.
@@ -185,16 +204,17 @@ impl TokenStore for RedisStore {
         };
         let fresh_json =
             serde_json::to_string(&fresh).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let written = self.key("rec", &key.encoded());
         let mut invocation = self.scripts.issue.prepare_invoke();
         invocation
-            .key(self.key("rec", &key.encoded()))
+            .key(&written)
             .key(self.issued_key(key, candidate))
             .arg(fresh_json)
             .arg(now)
             .arg(fresh.expires_at_ms)
             .arg(if single_use { "1" } else { "0" })
             .arg(mark_issued_until.unwrap_or(0));
-        let (created, json): (i64, String) = self.run(invocation).await?;
+        let (created, json): (i64, String) = self.run(&written, invocation).await?;
         let record = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(Issued {
             record,
@@ -203,12 +223,13 @@ impl TokenStore for RedisStore {
     }
 
     async fn use_token(&self, key: &RecordKey, token: &str) -> Result<Admission, StoreError> {
+        let written = self.key("rec", &key.encoded());
         let mut invocation = self.scripts.use_token.prepare_invoke();
         invocation
-            .key(self.key("rec", &key.encoded()))
+            .key(&written)
             .arg(super::token_digest(token))
             .arg(self.clock.now_millis());
-        let (status, raw): (String, String) = self.run(invocation).await?;
+        let (status, raw): (String, String) = self.run(&written, invocation).await?;
         Ok(match status.as_str() {
             "admitted" => Admission::Admitted(
                 serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -220,11 +241,10 @@ impl TokenStore for RedisStore {
     }
 
     async fn revoke(&self, key: &RecordKey) -> Result<Option<TokenRecord>, StoreError> {
+        let written = self.key("rec", &key.encoded());
         let mut invocation = self.scripts.revoke.prepare_invoke();
-        invocation
-            .key(self.key("rec", &key.encoded()))
-            .arg(self.clock.now_millis());
-        let revoked: String = self.run(invocation).await?;
+        invocation.key(&written).arg(self.clock.now_millis());
+        let revoked: String = self.run(&written, invocation).await?;
         if revoked.is_empty() {
             return Ok(None);
         }
@@ -234,12 +254,13 @@ impl TokenStore for RedisStore {
     }
 
     async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let written = self.key("once", key);
         let mut invocation = self.scripts.once.prepare_invoke();
         invocation
-            .key(self.key("once", key))
+            .key(&written)
             .arg(self.clock.now_millis())
             .arg(millis(ttl));
-        let first: i64 = self.run(invocation).await?;
+        let first: i64 = self.run(&written, invocation).await?;
         Ok(first == 1)
     }
 
@@ -249,13 +270,14 @@ impl TokenStore for RedisStore {
         digest: &str,
         ttl: Duration,
     ) -> Result<Repeat, StoreError> {
+        let written = self.key("req", key);
         let mut invocation = self.scripts.remember_request.prepare_invoke();
         invocation
-            .key(self.key("req", key))
+            .key(&written)
             .arg(self.clock.now_millis())
             .arg(millis(ttl))
             .arg(digest);
-        let seen: i64 = self.run(invocation).await?;
+        let seen: i64 = self.run(&written, invocation).await?;
         Ok(match seen {
             0 => Repeat::First,
             1 => Repeat::Same,
@@ -264,14 +286,15 @@ impl TokenStore for RedisStore {
     }
 
     async fn hit(&self, key: &str, limit: &RateLimit) -> Result<RateDecision, StoreError> {
+        let written = self.key("rate", key);
         let mut invocation = self.scripts.hit.prepare_invoke();
         invocation
-            .key(self.key("rate", key))
+            .key(&written)
             .arg(self.clock.now_millis())
             .arg(limit.limit)
             .arg(millis(limit.window))
             .arg(millis(limit.lockout));
-        let (allowed, reset_at_ms): (i64, i64) = self.run(invocation).await?;
+        let (allowed, reset_at_ms): (i64, i64) = self.run(&written, invocation).await?;
         Ok(RateDecision {
             allowed: allowed == 1,
             reset_at_ms,
@@ -287,12 +310,13 @@ impl TokenStore for RedisStore {
     }
 
     async fn revoke_until(&self, subject: &str, until_ms: i64) -> Result<(), StoreError> {
+        let written = self.key("rev", subject);
         let mut invocation = self.scripts.revoke_until.prepare_invoke();
         invocation
-            .key(self.key("rev", subject))
+            .key(&written)
             .arg(until_ms)
             .arg(self.clock.now_millis());
-        let _: i64 = self.run(invocation).await?;
+        let _: i64 = self.run(&written, invocation).await?;
         Ok(())
     }
 
