@@ -78,6 +78,18 @@ pub async fn spawn_on_redis(url: &str) -> TestApp {
     .await
 }
 
+/// Spawns the app on the development profile with its store on the Redis Cluster whose seed nodes are `url`, plus
+/// `extra` settings.
+pub async fn spawn_on_redis_cluster(url: &str, extra: &[(&str, &str)]) -> TestApp {
+    let mut env = vec![
+        ("TOKENMINT_STORE__BACKEND", "redis"),
+        ("TOKENMINT_STORE__REDIS__CLUSTER", "true"),
+        ("TOKENMINT_STORE__REDIS__URL", url),
+    ];
+    env.extend_from_slice(extra);
+    spawn_app_with(settings_with("", &env)).await
+}
+
 /// Spawns the app on the development profile.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(settings_with("", &[])).await

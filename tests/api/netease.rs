@@ -865,14 +865,9 @@ async fn a_client_written_like_netease_samples_works_unchanged() {
 async fn two_instances_on_a_redis_cluster_agree_under_races_and_are_ready() {
     let cluster = crate::redis_server::RedisCluster::start();
     let url = cluster.url();
-    let env = [
-        ("TOKENMINT_STORE__BACKEND", "redis"),
-        ("TOKENMINT_STORE__REDIS__CLUSTER", "true"),
-        ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
-        ("TOKENMINT_MECLOUD__RATE_LIMIT", "3"),
-    ];
-    let a = spawn_app_with(settings_with("", &env)).await;
-    let b = spawn_app_with(settings_with("", &env)).await;
+    let limited = [("TOKENMINT_MECLOUD__RATE_LIMIT", "3")];
+    let a = crate::helpers::spawn_on_redis_cluster(&url, &limited).await;
+    let b = crate::helpers::spawn_on_redis_cluster(&url, &limited).await;
     for app in [&a, &b] {
         let ready = app
             .client

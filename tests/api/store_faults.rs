@@ -12,7 +12,8 @@ use tokenmint::store::{Backend, RecordKey, Store, StoreError, TokenStore};
 use tokenmint::ttl::ManualClock;
 
 use crate::helpers::{
-    assert_error, assert_status, settings_with, spawn_app_with, temp_path, TestApp, KEY_1,
+    assert_error, assert_status, settings_with, spawn_app_with, spawn_on_redis_cluster, temp_path,
+    TestApp, KEY_1,
 };
 use crate::netease::{call, get_token, urlencode, GET_TOKEN, VERIFY};
 use crate::redis_server::RedisServer;
@@ -366,16 +367,13 @@ async fn a_killed_cluster_master_fails_over_and_tokenmint_recovers_without_a_res
     // Two replicas per master: after the failover the promoted master still has one to acknowledge writes.
     let mut cluster = crate::redis_server::RedisCluster::start_with_replicas(2);
     let url = cluster.url();
-    let app = spawn_app_with(settings_with(
-        "",
+    let app = spawn_on_redis_cluster(
+        &url,
         &[
-            ("TOKENMINT_STORE__BACKEND", "redis"),
-            ("TOKENMINT_STORE__REDIS__CLUSTER", "true"),
-            ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
             // Every write waits for its replica: what was acknowledged survives the failover.
             ("TOKENMINT_STORE__REDIS__WAIT_REPLICAS", "1"),
         ],
-    ))
+    )
     .await;
     let mut tokens = Vec::new();
     for uid in 0..30 {
@@ -442,15 +440,7 @@ async fn a_killed_cluster_master_fails_over_and_tokenmint_recovers_without_a_res
 async fn a_slot_migrating_under_load_loses_nothing_and_errs_only_with_503() {
     let cluster = crate::redis_server::RedisCluster::start();
     let url = cluster.url();
-    let app = spawn_app_with(settings_with(
-        "",
-        &[
-            ("TOKENMINT_STORE__BACKEND", "redis"),
-            ("TOKENMINT_STORE__REDIS__CLUSTER", "true"),
-            ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
-        ],
-    ))
-    .await;
+    let app = spawn_on_redis_cluster(&url, &[]).await;
     let token = get_token(&app, "uid=4242&channelName=moving&expireAt=3600").await;
     // The record's slot: its key's hash tag is `rec:` + the record key (see the README's key layout).
     let record_key = tokenmint::store::RecordKey {
@@ -519,16 +509,13 @@ async fn a_slot_migrating_under_load_loses_nothing_and_errs_only_with_503() {
 async fn a_write_no_replica_acknowledges_is_answered_503() {
     let cluster = crate::redis_server::RedisCluster::start();
     let url = cluster.url();
-    let app = spawn_app_with(settings_with(
-        "",
+    let app = spawn_on_redis_cluster(
+        &url,
         &[
-            ("TOKENMINT_STORE__BACKEND", "redis"),
-            ("TOKENMINT_STORE__REDIS__CLUSTER", "true"),
-            ("TOKENMINT_STORE__REDIS__URL", url.as_str()),
             ("TOKENMINT_STORE__REDIS__WAIT_REPLICAS", "1"),
             ("TOKENMINT_STORE__REDIS__TIMEOUT_MS", "200"),
         ],
-    ))
+    )
     .await;
     let answer = call(&app, GET_TOKEN, "uid=1").await;
     assert_eq!(
