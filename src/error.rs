@@ -11,6 +11,8 @@ use std::borrow::Cow;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+
+use crate::outcome::Outcome;
 use serde::Serialize;
 
 /// A failed request on a JSON route.
@@ -89,6 +91,9 @@ pub enum ApiError {
     /// 503: the token store cannot be reached; retry later.
     #[error("token store unavailable; retry later")]
     StoreUnavailable,
+    /// 503: `server.max_in_flight` requests are running; retry in a moment.
+    #[error("server busy: too many requests in flight; retry in a moment")]
+    Overloaded,
     /// 500: a fault on our side; logged with its cause, answered generically.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -127,7 +132,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyHeaders { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -148,6 +153,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::TooManyHeaders { .. } => "too_many_headers",
             Self::StoreUnavailable => "store_unavailable",
+            Self::Overloaded => "overloaded",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -216,6 +222,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(Outcome(self.code()));
         let headers = response.headers_mut();
         match &self {
             Self::Unauthorized { .. } => {
@@ -232,6 +239,9 @@ impl IntoResponse for ApiError {
             }
             Self::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::Overloaded => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
             }
             _ => {}
         }

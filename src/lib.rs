@@ -22,11 +22,14 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod connection;
 pub mod decimal;
 pub mod error;
 pub mod extract;
 pub mod healthcheck;
 pub mod http;
+pub mod metrics;
+pub mod outcome;
 pub mod providers;
 pub mod settings;
 pub mod startup;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tokenmint::config::Settings;
-use tokenmint::startup::{shutdown_signal, Application};
+use tokenmint::config::{RunEnvironment, Settings};
+use tokenmint::startup::{reload_on_sighup, shutdown_signal, Application};
 use tokenmint::{healthcheck, telemetry};
 
 /// mimalloc: glibc malloc's arena locks showed up in profiles of the mint route under load.
@@ -56,7 +56,7 @@ async fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings).await,
+        Command::Serve => serve(settings, cli.config).await,
         Command::CheckConfig => {
             for warning in settings.warnings() {
                 eprintln!("tokenmint: warning: {warning}");
@@ -93,8 +93,9 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> ExitCode {
-    telemetry::init(&settings.log);
+async fn serve(settings: Settings, config_file: Option<PathBuf>) -> ExitCode {
+    // Kept to the end of main: dropping it flushes the log queue.
+    let _log_writer = telemetry::init(&settings.log);
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }
@@ -105,10 +106,8 @@ async fn serve(settings: Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match app.local_addr() {
-        Ok(addr) => tracing::info!(%addr, env = ?settings.env, "tokenmint listening"),
-        Err(e) => tracing::warn!(error = %e, "cannot read the bound address"),
-    }
+    banner(&settings, &app);
+    tokio::spawn(reload_on_sighup(app.reloader(), config_file));
     match app.run_until_stopped(shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("tokenmint stopped");
@@ -118,5 +117,43 @@ async fn serve(settings: Settings) -> ExitCode {
             tracing::error!(error = %e, "server failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The start-up line: what runs, where, on what, for whom; and what an operator must not miss.
+fn banner(settings: &Settings, app: &Application) {
+    let listener = app
+        .local_addr()
+        .map_or_else(|e| format!("unknown ({e})"), |a| a.to_string());
+    let metrics = match (settings.metrics.enabled, app.metrics_addr()) {
+        (false, _) => "disabled".to_owned(),
+        (true, Some(addr)) => format!("http://{addr}/metrics"),
+        (true, None) => "/metrics on the main listener".to_owned(),
+    };
+    let tenants = settings.tenants();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        commit = tokenmint::metrics::GIT_COMMIT,
+        env = settings.env.as_str(),
+        listener,
+        metrics,
+        store = settings.store.backend.as_str(),
+        store_location = settings.store.location(),
+        twilio_accounts = tenants.twilio_accounts,
+        twilio_api_keys = tenants.twilio_api_keys,
+        netease_apps = tenants.netease_apps,
+        mecloud_channels = tenants.mecloud_channels,
+        "tokenmint started"
+    );
+    match settings.env {
+        RunEnvironment::Development => tracing::warn!(
+            "development profile: the sample tenants of config/development.toml are loaded and their \
+             credentials are public; set env = \"production\" (TOKENMINT_ENV=production) for real use"
+        ),
+        RunEnvironment::Production if tenants.total() == 0 => tracing::error!(
+            "NO TENANT CONFIGURED: every token request will be refused and /readyz reports not ready until \
+             a Twilio account, NetEase app or MeCloud channel is configured (edit the file, then SIGHUP)"
+        ),
+        RunEnvironment::Production => {}
     }
 }

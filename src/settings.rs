@@ -95,6 +95,22 @@ pub mod secs {
     }
 }
 
+/// Parses one of a fixed set of names (`env`, `log.format`, `store.backend`, …), case-insensitively; the error
+/// names every valid one, so `TOKENMINT_ENV=prod` says what to write instead.
+pub fn choose<T: Copy>(value: &str, choices: &[(&'static str, T)]) -> Result<T, String> {
+    choices
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(value.trim()))
+        .map(|(_, choice)| *choice)
+        .ok_or_else(|| {
+            let names: Vec<String> = choices
+                .iter()
+                .map(|(name, _)| format!("`{name}`"))
+                .collect();
+            format!("expected one of {} (got `{value}`)", names.join(", "))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,24 +1,63 @@
 //! Tracing set-up, done once at start-up: text or JSON lines to stdout, filtered by `log.level` unless
 //! `RUST_LOG` is set.
+//!
+//! Lines go through tracing-appender's non-blocking writer: request handlers hand a formatted line to a bounded
+//! queue and a dedicated thread writes stdout, so a slow log pipe (or the lock on stdout) never holds a worker.
+//! When the queue is full the line is dropped and counted ([`dropped_lines`], exported as
+//! `tokenmint_log_lines_dropped_total`) rather than blocking the request. Colour codes only go to a terminal.
 
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
-/// Installs the global subscriber. A second call (tests build many apps) is a no-op.
-pub fn init(settings: &LogSettings) {
+/// Lines the queue holds before new ones are dropped.
+pub const LOG_QUEUE_LINES: usize = 65_536;
+
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Log lines dropped so far because the writer's queue was full.
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
+}
+
+/// Installs the global subscriber; keep the returned guard alive until exit (dropping it flushes the queue).
+/// A second call (tests build many apps) installs nothing and returns `None`.
+pub fn init(settings: &LogSettings) -> Option<WorkerGuard> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("tokenmint-log-writer")
+        .finish(std::io::stdout());
+    let counter = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
-    let _ = match settings.format {
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(writer);
+    let installed = match settings.format {
+        // The request's span (method, route, request id) once, under "span"; not again in a "spans" list.
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    match installed {
+        Ok(()) => {
+            let _ = DROPPED.set(counter);
+            Some(guard)
+        }
+        Err(_) => None,
+    }
 }

@@ -42,7 +42,7 @@ pub const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
 
 /// Which profile the service runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum RunEnvironment {
     /// Sample tenants loaded; meant for a laptop.
     Development,
@@ -63,6 +63,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// Log format and level.
     pub log: LogSettings,
+    /// The `/metrics` endpoint.
+    pub metrics: MetricsSettings,
     /// The shared TTL policy.
     pub ttl: TtlSettings,
     /// Twilio-style Access Tokens.
@@ -96,6 +98,31 @@ pub struct ServerSettings {
     /// How long in-flight requests may run on after a shutdown signal.
     #[serde(rename = "shutdown_grace_secs", with = "secs")]
     pub shutdown_grace: Duration,
+    /// A connection must send a complete request head within this long of opening, or of the first byte of a
+    /// later request.
+    #[serde(rename = "header_read_timeout_secs", with = "secs")]
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    #[serde(rename = "idle_timeout_secs", with = "secs")]
+    pub idle_timeout: Duration,
+    /// Most connections served at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Most requests running at once; more are answered 503 with `Retry-After` (probes excepted).
+    pub max_in_flight: usize,
+}
+
+/// The `/metrics` endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `GET /metrics` at all.
+    pub enabled: bool,
+    /// Address of the metrics listener (when `port` is set).
+    pub host: IpAddr,
+    /// When set, `/metrics` is served on its own listener at `host:port` (0 picks a free port) and not on the
+    /// main one, so a gateway in front of the main port never exposes it.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 /// Log output.
@@ -110,12 +137,32 @@ pub struct LogSettings {
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Tenants per provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tenants {
+    /// Twilio accounts.
+    pub twilio_accounts: usize,
+    /// Twilio API keys, all accounts together.
+    pub twilio_api_keys: usize,
+    /// NetEase apps.
+    pub netease_apps: usize,
+    /// MeCloud channels.
+    pub mecloud_channels: usize,
+}
+
+impl Tenants {
+    /// Accounts, apps and channels together.
+    pub fn total(&self) -> usize {
+        self.twilio_accounts + self.netease_apps + self.mecloud_channels
+    }
 }
 
 /// Where the layers come from.
@@ -192,6 +239,25 @@ impl Settings {
                 format!("must be between 1 and {}", MAX_HEADERS),
             ));
         }
+        for (key, value) in [
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout,
+            ),
+            ("server.idle_timeout_secs", self.server.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        for (key, value) in [
+            ("server.max_connections", self.server.max_connections),
+            ("server.max_in_flight", self.server.max_in_flight),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
         if self.server.body_limit_bytes == 0 {
             return Err(ConfigError::invalid(
                 "server.body_limit_bytes",
@@ -227,9 +293,98 @@ impl Settings {
         Ok(())
     }
 
+    /// How many tenants each provider has (for the start-up line, reloads and readiness).
+    pub fn tenants(&self) -> Tenants {
+        Tenants {
+            twilio_accounts: self.twilio.accounts.len(),
+            twilio_api_keys: self
+                .twilio
+                .accounts
+                .values()
+                .map(|a| a.api_keys.len())
+                .sum(),
+            netease_apps: self.netease.apps.len(),
+            mecloud_channels: self.mecloud.channels.len(),
+        }
+    }
+
+    /// The settings that differ between `self` and `next` but only take effect at a restart (listeners, the
+    /// store, logging, connection limits): what a reload must report rather than apply.
+    pub fn restart_only_changes(&self, next: &Settings) -> Vec<&'static str> {
+        fn json<T: Serialize>(value: &T) -> String {
+            serde_json::to_string(value).unwrap_or_default()
+        }
+        let (a, b) = (&self.server, &next.server);
+        let mut changed = Vec::new();
+        let pairs: [(&'static str, bool); 10] = [
+            ("env", self.env != next.env),
+            ("server.host", a.host != b.host),
+            ("server.port", a.port != b.port),
+            (
+                "server.shutdown_grace_secs",
+                a.shutdown_grace != b.shutdown_grace,
+            ),
+            (
+                "server.header_read_timeout_secs",
+                a.header_read_timeout != b.header_read_timeout,
+            ),
+            ("server.idle_timeout_secs", a.idle_timeout != b.idle_timeout),
+            (
+                "server.max_connections",
+                a.max_connections != b.max_connections,
+            ),
+            ("log", json(&self.log) != json(&next.log)),
+            ("metrics", json(&self.metrics) != json(&next.metrics)),
+            // Redacted serialization: a changed Redis URL (a secret) shows as unchanged, so compare it exposed.
+            (
+                "store",
+                json(&self.store) != json(&next.store)
+                    || self.store.redis.url.expose_secret() != next.store.redis.url.expose_secret(),
+            ),
+        ];
+        for (key, differs) in pairs {
+            if differs {
+                changed.push(key);
+            }
+        }
+        changed
+    }
+
     /// The effective configuration as pretty JSON, every secret replaced by `"[redacted]"`.
     pub fn redacted_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+impl RunEnvironment {
+    /// The name as configured (`development`, `production`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Production => "production",
+        }
+    }
+}
+
+impl TryFrom<String> for RunEnvironment {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        crate::settings::choose(
+            &value,
+            &[
+                ("development", Self::Development),
+                ("production", Self::Production),
+            ],
+        )
+    }
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        crate::settings::choose(&value, &[("text", Self::Text), ("json", Self::Json)])
     }
 }
 

@@ -1,11 +1,16 @@
-//! Liveness and readiness probes.
+//! Liveness, readiness and metrics probes.
+
+use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::AppState;
+use crate::config::RunEnvironment;
+use crate::metrics::Metrics;
 use crate::store::TokenStore;
 
 /// `GET /healthz`: the process is up and answering.
@@ -13,20 +18,49 @@ pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the service can serve, its token store included; 503 while the store is unreachable, so a
-/// gateway routes around this instance until it recovers.
+/// `GET /readyz`: the service can serve: its token store answers and, in production, at least one tenant is
+/// configured (an instance with none would refuse every call). 503 otherwise, so a gateway routes around it.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({"status": "ready", "checks": {"store": "ok"}})),
-        ),
+    let store = match state.store.ping().await {
+        Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "not_ready", "checks": {"store": "unavailable"}})),
-            )
+            false
         }
+    };
+    let tenants = state.tenants > 0 || state.env == RunEnvironment::Development;
+    let checks = json!({
+        "store": if store { "ok" } else { "unavailable" },
+        "tenants": if tenants { "ok" } else { "none configured" },
+    });
+    if store && tenants {
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "checks": checks})),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "checks": checks})),
+        )
     }
+}
+
+/// `GET /metrics` on the main listener.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    exposition(&state.metrics)
+}
+
+/// `GET /metrics` on the metrics listener.
+pub async fn metrics_only(State(metrics): State<Arc<Metrics>>) -> Response {
+    exposition(&metrics)
+}
+
+fn exposition(metrics: &Metrics) -> Response {
+    let mut response = metrics.encode().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }

@@ -1,21 +1,26 @@
-//! Request id, tracing span, and the per-request limits (header count, deadline).
+//! The one middleware every request passes: request id, span, limits (header count, requests in flight,
+//! deadline), then the request's log line and metrics.
 //!
-//! Spans carry the method, the matched route (never the raw URI: query strings may hold tokens), the request id,
-//! the status and the latency. Nothing from headers or bodies is recorded.
+//! One `from_fn` layer on purpose: each layer costs a boxed future per request. Spans carry the method, the
+//! matched route (never the raw URI: query strings may hold tokens) and the request id; the completion line adds
+//! the status, the outcome (NetEase's code, a verification's reason, an error code, read from the response's
+//! [`Outcome`]) and the latency in microseconds. Health and metrics probes are logged at debug level. Nothing
+//! from headers or bodies is recorded.
 
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::RequestId;
-use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
-use tracing::Span;
+use tracing::Instrument;
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::outcome::{Action, Outcome};
+use crate::providers::netease;
 
 /// The request id header.
 const X_REQUEST_ID: &str = "x-request-id";
@@ -32,25 +37,6 @@ fn acceptable_request_id(value: &HeaderValue) -> bool {
         })
 }
 
-/// Takes the caller's `x-request-id` when it is sane (it goes into every log line), otherwise makes one (32
-/// random hex digits); puts it in the request's extensions as tower-http's [`RequestId`] and echoes it on the
-/// response.
-///
-/// Hand-written on purpose: tower-http's `SetRequestIdLayer` + `PropagateRequestIdLayer` keep any caller id, so
-/// they need a third layer to drop odd ones, and those three layers measured about 5 % fewer requests per second
-/// on `GET /healthz` than this one function (release builds A/B, alternating, in one run).
-pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = match request.headers().get(X_REQUEST_ID) {
-        Some(value) if acceptable_request_id(value) => value.clone(),
-        _ => new_request_id(),
-    };
-    request.headers_mut().insert(X_REQUEST_ID, id.clone());
-    request.extensions_mut().insert(RequestId::new(id.clone()));
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(X_REQUEST_ID, id);
-    response
-}
-
 fn new_request_id() -> HeaderValue {
     let id: u128 = rand::random();
     // 32 hex digits are always a valid header value.
@@ -58,16 +44,81 @@ fn new_request_id() -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// The per-request limits, in one middleware (each `from_fn` layer costs a boxed future per request): more
-/// headers than `server.max_headers` are refused in the route's own error shape (hyper's parser takes more, see
-/// `config::MAX_HEADERS`, so this answer is ours to give); a request that runs past the configured deadline gets
-/// a 408, or NetEase's 503 envelope.
-pub async fn limits(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Counts a request in flight until dropped.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Request id (the caller's `x-request-id` when sane, else 32 random hex digits; echoed on the response), span,
+/// limits, log line and metrics.
+///
+/// The request id is hand-written rather than tower-http's `SetRequestIdLayer` + `PropagateRequestIdLayer`:
+/// those keep any caller id, need a third layer to drop odd ones, and the three measured about 5 % fewer
+/// requests per second on `GET /healthz` than doing it here.
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = match request.headers().get(X_REQUEST_ID) {
+        Some(value) if acceptable_request_id(value) => value.clone(),
+        _ => new_request_id(),
+    };
+    request.headers_mut().insert(X_REQUEST_ID, id.clone());
+    request.extensions_mut().insert(RequestId::new(id.clone()));
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|matched| super::route(matched.as_str()));
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        path = route.map_or("<unmatched>", |r| r.path),
+        request_id = id.to_str().unwrap_or(""),
+    );
+    let mut response = limited(&state, route.map(|r| r.action), request, next)
+        .instrument(span.clone())
+        .await;
+    response.headers_mut().insert(X_REQUEST_ID, id);
+
+    let status = response.status().as_u16();
+    let outcome = match response.extensions().get::<Outcome>() {
+        Some(Outcome(code)) => code,
+        None if response.status().is_success() => "ok",
+        None => "error",
+    };
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .record(&method, route, status, outcome, elapsed.as_secs_f64());
+    let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    span.in_scope(|| {
+        if route.is_some_and(|r| r.action == Action::Probe) {
+            tracing::debug!(status, outcome, latency_us, "request completed");
+        } else {
+            tracing::info!(status, outcome, latency_us, "request completed");
+        }
+    });
+    response
+}
+
+/// The per-request limits, each answered in the route's own error shape (NetEase's envelope on `/nimserver`):
+/// more headers than `server.max_headers` (hyper's parser takes more, see `config::MAX_HEADERS`, so this answer
+/// is ours to give) get a 431 (NetEase 414); past `server.max_in_flight` running requests, a 503 with
+/// `Retry-After` (probes are always answered); past the deadline, a 408 (NetEase 503).
+async fn limited(
+    state: &AppState,
+    action: Option<Action>,
+    request: Request,
+    next: Next,
+) -> Response {
     let netease = super::is_netease(request.uri());
     let max_headers = state.max_headers;
     if request.headers().len() > max_headers {
         return if netease {
-            crate::providers::netease::wire::NeteaseError::param(format!(
+            netease::wire::NeteaseError::param(format!(
                 "bad http header: more than {max_headers} headers"
             ))
             .into_response()
@@ -75,61 +126,24 @@ pub async fn limits(State(state): State<AppState>, request: Request, next: Next)
             ApiError::TooManyHeaders { limit: max_headers }.into_response()
         };
     }
+    let _in_flight = if action == Some(Action::Probe) {
+        None
+    } else {
+        let running = state.in_flight.fetch_add(1, Ordering::Relaxed);
+        let guard = InFlight(&state.in_flight);
+        if running >= state.max_in_flight {
+            state.metrics.overloaded.inc();
+            return if netease {
+                netease::overloaded_response()
+            } else {
+                ApiError::Overloaded.into_response()
+            };
+        }
+        Some(guard)
+    };
     match tokio::time::timeout(state.request_timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) if netease => crate::providers::netease::timeout_response(),
+        Err(_) if netease => netease::timeout_response(),
         Err(_) => ApiError::Timeout.into_response(),
     }
-}
-
-/// Makes the per-request span.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestSpan;
-
-impl<B> MakeSpan<B> for RequestSpan {
-    fn make_span(&mut self, request: &axum::http::Request<B>) -> Span {
-        let path = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("<unmatched>", MatchedPath::as_str);
-        let request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .unwrap_or("");
-        tracing::info_span!(
-            "request",
-            method = %request.method(),
-            path,
-            request_id,
-            status = tracing::field::Empty,
-            latency_ms = tracing::field::Empty,
-        )
-    }
-}
-
-/// Records the status and latency and logs one line per request.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestDone;
-
-impl<B> OnResponse<B> for RequestDone {
-    fn on_response(self, response: &axum::http::Response<B>, latency: Duration, span: &Span) {
-        let latency_ms = latency.as_secs_f64() * 1000.0;
-        span.record("status", response.status().as_u16());
-        span.record("latency_ms", latency_ms);
-        tracing::info!("request completed");
-    }
-}
-
-/// The tracing layer with tokenmint's span and completion line.
-pub fn trace_layer(
-) -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), RequestDone, (), (), ()>
-{
-    TraceLayer::new_for_http()
-        .make_span_with(RequestSpan)
-        .on_request(())
-        .on_response(RequestDone)
-        .on_body_chunk(())
-        .on_eos(())
-        .on_failure(())
 }

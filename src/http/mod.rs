@@ -2,14 +2,15 @@
 //!
 //! [`router`] is what the server runs and what tests can call without a socket. Each provider brings its own
 //! routes over its own state; this module adds the health probes, the fallbacks and the middleware, outermost
-//! first: request id (generated or propagated, echoed), a tracing span per request, the limits (header count,
-//! deadline), the body limit. Unknown paths and methods are answered in the JSON error shape, or
+//! first: one middleware (request id, span, limits: header count, requests in flight, deadline; then the log line
+//! and the metrics, see [`middleware`]), the body limit. Unknown paths and methods are answered in the JSON error shape, or
 //! NetEase's envelope under `/nimserver`.
 
 pub mod health;
 pub mod middleware;
 
 use std::ops::Deref;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +20,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 
-use crate::config::Settings;
+use crate::config::{RunEnvironment, Settings};
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
+use crate::metrics::Metrics;
+use crate::outcome::{Action, RouteSpec};
 use crate::providers::mecloud::{self, MecloudProvider};
 use crate::providers::netease::wire::NeteaseError;
 use crate::providers::netease::{self, NeteaseProvider};
@@ -42,14 +45,27 @@ pub struct Shared {
     pub netease: Arc<NeteaseProvider>,
     /// MeCloud tokens and accesstokens.
     pub mecloud: Arc<MecloudProvider>,
-    /// Server-side token state (the readiness probe asks it).
+    /// Server-side token state (the readiness probe asks it); kept across reloads.
     pub store: Store,
+    /// The metrics; kept across reloads.
+    pub metrics: Arc<Metrics>,
+    /// Requests running now; kept across reloads, so the limit holds while old and new state serve together.
+    pub in_flight: Arc<AtomicUsize>,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Per-request deadline.
     pub request_timeout: Duration,
     /// Most request headers accepted.
     pub max_headers: usize,
+    /// Most requests running at once.
+    pub max_in_flight: usize,
+    /// Serve `/metrics` on this router (not when it has a listener of its own, or is disabled).
+    pub metrics_route: bool,
+    /// Tenants configured, all providers together; in production none means not ready.
+    pub tenants: usize,
+    /// The profile.
+    pub env: RunEnvironment,
+    clock: SharedClock,
 }
 
 impl Deref for AppState {
@@ -61,11 +77,40 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Opens the store and builds the providers from the settings.
+    /// Opens the store, creates the metrics and builds the providers from the settings.
     pub async fn new(settings: &Settings, clock: SharedClock) -> Result<Self, StoreError> {
         let store = Store::open(&settings.store, clock.clone()).await?;
+        let metrics = Arc::new(Metrics::new(store.metrics()));
+        Ok(Self::assemble(
+            settings,
+            clock,
+            store,
+            metrics,
+            Arc::new(AtomicUsize::new(0)),
+        ))
+    }
+
+    /// New state from reloaded `settings`: new providers (tenants, keys, TTLs, limits), the same store, metrics
+    /// and in-flight count. Settings that cannot change live are the caller's to report.
+    pub fn reloaded(&self, settings: &Settings) -> Self {
+        Self::assemble(
+            settings,
+            self.clock.clone(),
+            self.store.clone(),
+            self.metrics.clone(),
+            self.in_flight.clone(),
+        )
+    }
+
+    fn assemble(
+        settings: &Settings,
+        clock: SharedClock,
+        store: Store,
+        metrics: Arc<Metrics>,
+        in_flight: Arc<AtomicUsize>,
+    ) -> Self {
         let ttl = &settings.ttl;
-        Ok(Self(Arc::new(Shared {
+        Self(Arc::new(Shared {
             twilio: Arc::new(TwilioProvider::from_settings(
                 &settings.twilio,
                 ttl,
@@ -81,23 +126,49 @@ impl AppState {
             mecloud: Arc::new(MecloudProvider::from_settings(
                 &settings.mecloud,
                 ttl,
-                clock,
+                clock.clone(),
                 store.clone(),
             )),
             store,
+            metrics,
+            in_flight,
             body_limit: settings.server.body_limit_bytes,
             request_timeout: settings.server.request_timeout,
             max_headers: settings.server.max_headers,
-        })))
+            max_in_flight: settings.server.max_in_flight,
+            metrics_route: settings.metrics.enabled && settings.metrics.port.is_none(),
+            tenants: settings.tenants().total(),
+            env: settings.env,
+            clock,
+        }))
     }
+}
+
+/// The service's own routes.
+pub const ROUTES: [RouteSpec; 3] = [
+    RouteSpec::new("tokenmint", "/healthz", Action::Probe),
+    RouteSpec::new("tokenmint", "/readyz", Action::Probe),
+    RouteSpec::new("tokenmint", "/metrics", Action::Probe),
+];
+
+/// The route registered at `path`, with its provider and action.
+pub fn route(path: &str) -> Option<&'static RouteSpec> {
+    static ALL: [&[RouteSpec]; 4] = [&ROUTES, &twilio::ROUTES, &netease::ROUTES, &mecloud::ROUTES];
+    ALL.iter()
+        .flat_map(|routes| routes.iter())
+        .find(|r| r.path == path)
 }
 
 /// The whole application as one router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .with_state(state.clone())
+    let [healthz, readyz, metrics] = ROUTES;
+    let mut own = Router::new()
+        .route(healthz.path, get(health::live))
+        .route(readyz.path, get(health::ready));
+    if state.metrics_route {
+        own = own.route(metrics.path, get(health::metrics));
+    }
+    own.with_state(state.clone())
         .merge(twilio::router(state.twilio.clone()))
         .merge(netease::router(state.netease.clone()))
         .merge(mecloud::router(state.mecloud.clone()))
@@ -107,10 +178,15 @@ pub fn router(state: AppState) -> Router {
         .layer(Extension(BodyLimit(state.body_limit)))
         .layer(axum::middleware::from_fn_with_state(
             state,
-            middleware::limits,
+            middleware::observe,
         ))
-        .layer(middleware::trace_layer())
-        .layer(axum::middleware::from_fn(middleware::request_id))
+}
+
+/// The router of the metrics listener (`metrics.port`): `GET /metrics` only.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route(ROUTES[2].path, get(health::metrics_only))
+        .with_state(metrics)
 }
 
 /// NetEase clients treat any HTTP status but 200 as a transport failure, so `/nimserver` paths keep NetEase's

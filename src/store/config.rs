@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Store configuration.
@@ -19,7 +19,7 @@ pub struct StoreSettings {
 
 /// The store backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Backend {
     /// redb file.
     Embedded,
@@ -77,7 +77,7 @@ fn epoch_check_ms() -> u64 {
 
 /// What an instance does when it finds its Redis store was reset.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum ResetPolicy {
     /// Log an error, report not ready, and answer 503 on every route that needs stored state until an
     /// operator runs `tokenmint store-acknowledge-reset`.
@@ -85,4 +85,68 @@ pub enum ResetPolicy {
     Refuse,
     /// Log an error and carry on with the empty store.
     Continue,
+}
+
+impl Backend {
+    /// The name as configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+impl StoreSettings {
+    /// Where the state lives, for the start-up line: the file, or the Redis nodes without their credentials
+    /// (`rediss://host:port/db`, comma-separated for a cluster).
+    pub fn location(&self) -> String {
+        match self.backend {
+            Backend::Embedded => self.embedded.path.display().to_string(),
+            Backend::Redis => self
+                .redis
+                .url
+                .expose_secret()
+                .split(',')
+                .map(|url| without_credentials(url.trim()))
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+}
+
+/// `scheme://user:password@host:port/db` → `scheme://host:port/db`.
+fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if path.is_empty() {
+        format!("{scheme}://{host}")
+    } else {
+        format!("{scheme}://{host}/{path}")
+    }
+}
+
+impl TryFrom<String> for Backend {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        crate::settings::choose(
+            &value,
+            &[("embedded", Self::Embedded), ("redis", Self::Redis)],
+        )
+    }
+}
+
+impl TryFrom<String> for ResetPolicy {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        crate::settings::choose(
+            &value,
+            &[("refuse", Self::Refuse), ("continue", Self::Continue)],
+        )
+    }
 }

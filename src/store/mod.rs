@@ -11,10 +11,12 @@
 mod config;
 pub mod embedded;
 pub mod keys;
+mod metrics;
 pub mod redis;
 mod steps;
 
 pub use self::config::{Backend, EmbeddedSettings, RedisSettings, ResetPolicy, StoreSettings};
+pub use self::metrics::StoreMetrics;
 pub(crate) use self::steps::{issue_step, issued_id, millis, rate_step, token_digest, use_step};
 
 use std::future::Future;
@@ -215,12 +217,17 @@ pub trait TokenStore: Send + Sync {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// The store, one of the backends.
+/// The store: the configured backend, and the metrics of every operation on it; cheap to clone.
 #[derive(Debug, Clone)]
-pub enum Store {
-    /// redb.
+pub struct Store {
+    engine: Engine,
+    metrics: StoreMetrics,
+}
+
+/// One of the backends.
+#[derive(Debug, Clone)]
+enum Engine {
     Embedded(embedded::EmbeddedStore),
-    /// Redis.
     Redis(Box<redis::RedisStore>),
 }
 
@@ -229,12 +236,29 @@ impl Store {
     pub async fn open(settings: &StoreSettings, clock: SharedClock) -> Result<Self, StoreError> {
         Ok(match settings.backend {
             Backend::Embedded => {
-                Self::Embedded(embedded::EmbeddedStore::open(&settings.embedded, clock)?)
+                let metrics = StoreMetrics::new("embedded");
+                let store = embedded::EmbeddedStore::open_with_metrics(
+                    &settings.embedded,
+                    clock,
+                    &metrics,
+                )?;
+                Self {
+                    engine: Engine::Embedded(store),
+                    metrics,
+                }
             }
-            Backend::Redis => Self::Redis(Box::new(
-                redis::RedisStore::open(&settings.redis, clock).await?,
-            )),
+            Backend::Redis => Self {
+                engine: Engine::Redis(Box::new(
+                    redis::RedisStore::open(&settings.redis, clock).await?,
+                )),
+                metrics: StoreMetrics::new("redis"),
+            },
         })
+    }
+
+    /// The metric handles of this store, to register where metrics are exposed.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     /// Acknowledges a reset of the Redis store configured in `settings`, so every instance serves again (see
@@ -250,14 +274,19 @@ impl Store {
     }
 }
 
-/// One `match` per operation: the configured backend does it.
+/// One `match` per operation: the configured backend does it, timed, and its failures counted.
 macro_rules! dispatch {
-    ($self:ident, $op:ident($($arg:expr),*)) => {
-        match $self {
-            Store::Embedded(s) => TokenStore::$op(s, $($arg),*).await,
-            Store::Redis(s) => TokenStore::$op(s.as_ref(), $($arg),*).await,
-        }
-    };
+    ($self:ident, $op:ident($($arg:expr),*)) => {{
+        let started = std::time::Instant::now();
+        let result = match &$self.engine {
+            Engine::Embedded(s) => TokenStore::$op(s, $($arg),*).await,
+            Engine::Redis(s) => TokenStore::$op(s.as_ref(), $($arg),*).await,
+        };
+        $self
+            .metrics
+            .observe(stringify!($op), started.elapsed().as_secs_f64(), &result);
+        result
+    }};
 }
 
 impl TokenStore for Store {

@@ -232,3 +232,20 @@ fn production_refuses_a_short_secret_tokenmint_signs_with_and_says_the_rule() {
         "no secret printed: {stderr}"
     );
 }
+
+#[test]
+fn an_unknown_profile_name_lists_the_valid_ones() {
+    let output = tokenmint(&["check-config"], &[("TOKENMINT_ENV", "prod")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`development`")
+            && stderr.contains("`production`")
+            && stderr.contains("`prod`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("RunEnvironment"),
+        "no Rust type names: {stderr}"
+    );
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use axum_extra::headers::authorization::Bearer;
 use axum_extra::headers::{Authorization, Header as _};
@@ -21,28 +22,33 @@ use super::wire::{
 use super::{rejected, MecloudProvider, AUDIENCE};
 use crate::error::ApiError;
 use crate::extract::JsonOrForm;
+use crate::outcome::Outcome;
 use crate::store::keys::{Counter, StateKey};
 use crate::store::TokenStore;
 
 pub(super) async fn check(
     State(provider): State<Arc<MecloudProvider>>,
     JsonOrForm(request): JsonOrForm<TokenRequest>,
-) -> Result<Json<CheckResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let claim = TokenClaim::try_from(&request)?;
-    Ok(Json(match provider.validate(&claim) {
-        Ok((_, key)) => CheckResponse {
+    Ok(match provider.validate(&claim) {
+        Ok((_, key)) => Json(CheckResponse {
             valid: true,
             key_id: Some(key.id.clone()),
             error: None,
-        },
-        Err(fault) => CheckResponse {
-            valid: false,
-            key_id: None,
-            error: Some(
-                serde_json::json!({"code": fault.code(), "message": fault.message(provider.window)}),
-            ),
-        },
-    }))
+        })
+        .into_response(),
+        Err(fault) => Outcome(fault.code()).attach(
+            Json(CheckResponse {
+                valid: false,
+                key_id: None,
+                error: Some(
+                    serde_json::json!({"code": fault.code(), "message": fault.message(provider.window)}),
+                ),
+            })
+            .into_response(),
+        ),
+    })
 }
 
 fn exchanged_key(app_id: &str, token: &str) -> StateKey {

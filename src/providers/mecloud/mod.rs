@@ -34,6 +34,7 @@ use self::config::MecloudSettings;
 use self::domain::{TokenClaim, TokenFault, SECONDS_THRESHOLD};
 use self::token::AccessClaims;
 use crate::error::ApiError;
+use crate::outcome::{Action, RouteSpec};
 use crate::store::keys::{Counter, StateKey};
 use crate::store::{RateLimit, Store, TokenStore};
 use crate::ttl::{SharedClock, TtlPolicy, TtlSettings};
@@ -315,15 +316,22 @@ impl MecloudProvider {
     }
 }
 
-/// The routes of this provider, over its own state.
+/// This provider's routes and what each does (for the request log line and the metrics). The check of a
+/// client's SHA1 token is a verification.
+pub const ROUTES: [RouteSpec; 4] = [
+    RouteSpec::new("mecloud", "/mecloud/v2/token/check", Action::Verify),
+    RouteSpec::new("mecloud", "/mecloud/v2/accesstoken", Action::Issue),
+    RouteSpec::new("mecloud", "/mecloud/v2/accesstoken/verify", Action::Verify),
+    RouteSpec::new("mecloud", "/mecloud/v2/accesstoken/revoke", Action::Revoke),
+];
+
+/// The routes of this provider ([`ROUTES`]), over its own state.
 pub fn router(provider: Arc<MecloudProvider>) -> Router {
+    let [check, exchange, verify, revoke] = ROUTES;
     Router::new()
-        .route("/mecloud/v2/token/check", post(handlers::check))
-        .route("/mecloud/v2/accesstoken", post(handlers::exchange))
-        .route(
-            "/mecloud/v2/accesstoken/verify",
-            get(handlers::verify).post(handlers::verify),
-        )
-        .route("/mecloud/v2/accesstoken/revoke", post(handlers::revoke))
+        .route(check.path, post(handlers::check))
+        .route(exchange.path, post(handlers::exchange))
+        .route(verify.path, get(handlers::verify).post(handlers::verify))
+        .route(revoke.path, post(handlers::revoke))
         .with_state(provider)
 }

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::config::ReplayGuard;
 use super::domain::{self, ChannelName, Uid};
-use super::wire::{envelope, AuthHeaders, Code, Form, NeteaseError};
+use super::wire::{success, AuthHeaders, Code, Form, NeteaseError};
 use super::{token, App, NeteaseProvider, TOKEN_INVALID};
 use crate::extract::BodyLimit;
 use crate::store::keys::{Counter, StateKey};
@@ -145,7 +145,7 @@ pub(super) async fn get_token(
     request: Request,
 ) -> Response {
     match issue(&provider, request).await {
-        Ok(token) => envelope(&json!({"code": Code::Ok.as_u16(), "token": token})),
+        Ok(token) => success(&json!({"code": Code::Ok.as_u16(), "token": token})),
         Err(e) => e.into_response(),
     }
 }
@@ -198,7 +198,7 @@ pub(super) async fn verify_token(
     request: Request,
 ) -> Response {
     match admit(&provider, request).await {
-        Ok(body) => envelope(&body),
+        Ok(body) => success(&body),
         Err(e) => e.into_response(),
     }
 }
@@ -293,7 +293,7 @@ pub(super) async fn revoke_token(
     request: Request,
 ) -> Response {
     match revoke(&provider, request).await {
-        Ok(revoked) => envelope(&json!({"code": Code::Ok.as_u16(), "revoked": revoked})),
+        Ok(revoked) => success(&json!({"code": Code::Ok.as_u16(), "revoked": revoked})),
         Err(e) => e.into_response(),
     }
 }

@@ -28,6 +28,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::outcome::{Action, RouteSpec};
 use subtle::ConstantTimeEq;
 
 use self::config::{NeteaseSettings, ReplayGuard};
@@ -160,22 +162,41 @@ impl NeteaseProvider {
     }
 }
 
-/// The routes of this provider, over its own state.
+/// This provider's routes and what each does (for the request log line and the metrics).
+pub const ROUTES: [RouteSpec; 3] = [
+    RouteSpec::new("netease", "/nimserver/user/getToken.action", Action::Issue),
+    RouteSpec::new(
+        "netease",
+        "/nimserver/user/verifyToken.action",
+        Action::Verify,
+    ),
+    RouteSpec::new(
+        "netease",
+        "/nimserver/user/revokeToken.action",
+        Action::Revoke,
+    ),
+];
+
+/// The routes of this provider ([`ROUTES`]), over its own state.
 pub fn router(provider: Arc<NeteaseProvider>) -> Router {
+    let [get_token, verify_token, revoke_token] = ROUTES;
     Router::new()
-        .route("/nimserver/user/getToken.action", post(handlers::get_token))
-        .route(
-            "/nimserver/user/verifyToken.action",
-            post(handlers::verify_token),
-        )
-        .route(
-            "/nimserver/user/revokeToken.action",
-            post(handlers::revoke_token),
-        )
+        .route(get_token.path, post(handlers::get_token))
+        .route(verify_token.path, post(handlers::verify_token))
+        .route(revoke_token.path, post(handlers::revoke_token))
         .with_state(provider)
 }
 
 /// The body of a request that timed out, in NetEase's envelope.
 pub fn timeout_response() -> Response {
     NeteaseError::new(Code::Unavailable, "server busy: request timed out").into_response()
+}
+
+/// The answer while too many requests are in flight, in NetEase's envelope.
+pub fn overloaded_response() -> Response {
+    NeteaseError::new(
+        Code::Unavailable,
+        "server busy: too many requests in flight, retry later",
+    )
+    .into_response()
 }

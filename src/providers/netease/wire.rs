@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::domain::DomainError;
+use crate::outcome::Outcome;
 use crate::store::StoreError;
 
 /// NetEase's answer codes.
@@ -37,6 +38,20 @@ impl Code {
     /// The number NetEase sends.
     pub fn as_u16(self) -> u16 {
         self as u16
+    }
+
+    /// The number as text: the outcome the request log line and the metrics record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "200",
+            Self::Forbidden => "403",
+            Self::Param => "414",
+            Self::RateLimited => "416",
+            Self::AlreadyUsed => "417",
+            Self::Replayed => "431",
+            Self::ServerError => "500",
+            Self::Unavailable => "503",
+        }
     }
 }
 
@@ -93,6 +108,11 @@ impl From<StoreError> for NeteaseError {
     }
 }
 
+/// A successful answer: `{"code":200,…}` in NetEase's envelope.
+pub fn success(body: &Value) -> Response {
+    Outcome(Code::Ok.as_str()).attach(envelope(body))
+}
+
 /// NetEase's envelope: always HTTP 200, JSON, UTF-8.
 pub fn envelope(body: &Value) -> Response {
     let mut response = (StatusCode::OK, body.to_string()).into_response();
@@ -105,7 +125,9 @@ pub fn envelope(body: &Value) -> Response {
 
 impl IntoResponse for NeteaseError {
     fn into_response(self) -> Response {
-        envelope(&json!({"code": self.code.as_u16(), "desc": self.desc}))
+        Outcome(self.code.as_str()).attach(envelope(
+            &json!({"code": self.code.as_u16(), "desc": self.desc}),
+        ))
     }
 }
 

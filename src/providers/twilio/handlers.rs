@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use axum_extra::headers::authorization::Basic;
 use axum_extra::headers::{Authorization, Header as _};
@@ -18,6 +19,7 @@ use super::token::{self, Claims, Unverified};
 use super::{ApiKey, TwilioProvider};
 use crate::error::ApiError;
 use crate::extract::AppJson;
+use crate::outcome::Outcome;
 use crate::store::keys::{Counter, StateKey};
 use crate::store::TokenStore;
 
@@ -144,7 +146,7 @@ pub(super) async fn verify(
     State(provider): State<Arc<TwilioProvider>>,
     caller: Caller,
     AppJson(request): AppJson<VerifyRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let account = &caller.key.account.sid;
     let outcome = match check(&provider, account, &request.token) {
         Ok(verified) => {
@@ -160,14 +162,16 @@ pub(super) async fn verify(
         }
         Err(e) => Err(e),
     };
-    Ok(Json(match outcome {
-        Ok(verified) => {
-            json!({"valid": true, "header": verified.header, "claims": verified.claims})
-        }
-        Err(reason) => {
-            json!({"valid": false, "error": {"code": reason.code(), "message": reason.to_string()}})
-        }
-    }))
+    Ok(match outcome {
+        Ok(verified) => Json(
+            json!({"valid": true, "header": verified.header, "claims": verified.claims}),
+        )
+        .into_response(),
+        Err(reason) => Outcome(reason.code()).attach(
+            Json(json!({"valid": false, "error": {"code": reason.code(), "message": reason.to_string()}}))
+                .into_response(),
+        ),
+    })
 }
 
 fn check(

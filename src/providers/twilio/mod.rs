@@ -28,6 +28,8 @@ use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
+use crate::outcome::{Action, RouteSpec};
+
 use self::config::TwilioSettings;
 use self::grants::{GrantDefaults, Region};
 use self::sid::Sid;
@@ -141,11 +143,19 @@ impl TwilioProvider {
     }
 }
 
-/// The routes of this provider, over its own state.
+/// This provider's routes and what each does (for the request log line and the metrics).
+pub const ROUTES: [RouteSpec; 3] = [
+    RouteSpec::new("twilio", "/twilio/v1/tokens", Action::Issue),
+    RouteSpec::new("twilio", "/twilio/v1/tokens/verify", Action::Verify),
+    RouteSpec::new("twilio", "/twilio/v1/tokens/revoke", Action::Revoke),
+];
+
+/// The routes of this provider ([`ROUTES`]), over its own state.
 pub fn router(provider: Arc<TwilioProvider>) -> Router {
+    let [mint, verify, revoke] = ROUTES;
     Router::new()
-        .route("/twilio/v1/tokens", post(handlers::mint))
-        .route("/twilio/v1/tokens/verify", post(handlers::verify))
-        .route("/twilio/v1/tokens/revoke", post(handlers::revoke))
+        .route(mint.path, post(handlers::mint))
+        .route(verify.path, post(handlers::verify))
+        .route(revoke.path, post(handlers::revoke))
         .with_state(provider)
 }

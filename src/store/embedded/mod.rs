@@ -27,7 +27,7 @@ use self::writer::{open_database, storage, submit, writer, Job, OpError, Shared}
 
 use super::{
     issue_step, millis, rate_step, use_step, Admission, EmbeddedSettings, Issued, RateDecision,
-    RateLimit, RecordKey, RecordState, Repeat, StoreError, TokenRecord, TokenStore,
+    RateLimit, RecordKey, RecordState, Repeat, StoreError, StoreMetrics, TokenRecord, TokenStore,
 };
 use crate::ttl::SharedClock;
 
@@ -102,6 +102,15 @@ fn check_existing_file(path: &Path) -> Result<bool, StoreError> {
 impl EmbeddedStore {
     /// Opens (or creates) the database file and starts the writer thread and the purger.
     pub fn open(settings: &EmbeddedSettings, clock: SharedClock) -> Result<Self, StoreError> {
+        Self::open_with_metrics(settings, clock, &StoreMetrics::new("embedded"))
+    }
+
+    /// Like [`EmbeddedStore::open`], recording batch sizes and commit times into `metrics`.
+    pub fn open_with_metrics(
+        settings: &EmbeddedSettings,
+        clock: SharedClock,
+        metrics: &StoreMetrics,
+    ) -> Result<Self, StoreError> {
         if let Some(dir) = settings.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
@@ -119,6 +128,8 @@ impl EmbeddedStore {
             path: settings.path.clone(),
             db: RwLock::new(Some(Arc::new(db))),
             writable: AtomicBool::new(true),
+            batch_size: metrics.batch_size.clone(),
+            commit_seconds: metrics.commit_seconds.clone(),
         });
 
         let (tx, rx) = mpsc::channel::<Job>(4096);

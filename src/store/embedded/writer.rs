@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
 use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
@@ -45,6 +46,10 @@ pub(super) struct Shared {
     pub(super) db: RwLock<Option<Arc<Database>>>,
     /// False from a failed write until a write succeeds again.
     pub(super) writable: AtomicBool,
+    /// Jobs per transaction (a metric).
+    pub(super) batch_size: Histogram,
+    /// Seconds per commit (a metric).
+    pub(super) commit_seconds: Histogram,
 }
 
 impl Shared {
@@ -149,8 +154,9 @@ pub(super) fn writer(shared: &Shared, mut jobs: mpsc::Receiver<Job>, max_batch: 
                 Err(_) => break,
             }
         }
+        shared.batch_size.observe(batch.len() as f64);
         let (outcome, finishers) = match shared.open_or_reopen() {
-            Ok(db) => run_batch(&db, batch.drain(..)),
+            Ok(db) => run_batch(&db, batch.drain(..), &shared.commit_seconds),
             Err(e) => (Err(e), Vec::new()),
         };
         if let Err(e) = &outcome {
@@ -177,6 +183,7 @@ pub(super) fn writer(shared: &Shared, mut jobs: mpsc::Receiver<Job>, max_batch: 
 fn run_batch(
     db: &Database,
     batch: impl Iterator<Item = Job>,
+    commit_seconds: &Histogram,
 ) -> (Result<(), String>, Vec<Finisher>) {
     let txn = match db.begin_write() {
         Ok(txn) => txn,
@@ -200,7 +207,12 @@ fn run_batch(
             let _ = txn.abort();
             Err(e)
         }
-        None => txn.commit().map_err(|e| e.to_string()),
+        None => {
+            let started = Instant::now();
+            let committed = txn.commit().map_err(|e| e.to_string());
+            commit_seconds.observe(started.elapsed().as_secs_f64());
+            committed
+        }
     };
     (outcome, finishers)
 }
