@@ -1,9 +1,9 @@
 //! The one middleware every request passes: request id, span, limits (header count, requests in flight,
 //! deadline), then the request's log line and metrics.
 //!
-//! One `from_fn` layer on purpose: each layer costs a boxed future per request. Spans carry the method, the
-//! matched route (never the raw URI: query strings may hold tokens) and the request id; the completion line adds
-//! the status, the outcome (NetEase's code, a verification's reason, an error code, read from the response's
+//! One `from_fn` layer on purpose: each layer costs a boxed future per request. The completion line carries the
+//! method, the matched route (never the raw URI: query strings may hold tokens), the request id, the status, the
+//! outcome (NetEase's code, a verification's reason, an error code, read from the response's
 //! [`Outcome`]) and the latency in microseconds. Health and metrics probes are logged at debug level. Nothing
 //! from headers or bodies is recorded.
 
@@ -72,12 +72,11 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         .get::<MatchedPath>()
         .and_then(|matched| super::route(matched.as_str()));
     let method = request.method().clone();
-    let span = tracing::info_span!(
-        "request",
-        method = %method,
-        path = route.map_or("<unmatched>", |r| r.path),
-        request_id = id.to_str().unwrap_or(""),
-    );
+    // A span only at debug level: creating one per request (its fields formatted and stored) measured as much
+    // as the log line itself. At info the completion line carries the request's fields; warnings and errors
+    // logged while the request runs carry its request id when the level is debug.
+    let request_id = id.to_str().unwrap_or("").to_owned();
+    let span = tracing::debug_span!("request", request_id = %request_id);
     let mut response = limited(&state, route.map(|r| r.action), request, next)
         .instrument(span.clone())
         .await;
@@ -94,13 +93,12 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         .metrics
         .record(&method, route, status, outcome, elapsed.as_secs_f64());
     let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    span.in_scope(|| {
-        if route.is_some_and(|r| r.action == Action::Probe) {
-            tracing::debug!(status, outcome, latency_us, "request completed");
-        } else {
-            tracing::info!(status, outcome, latency_us, "request completed");
-        }
-    });
+    let path = route.map_or("<unmatched>", |r| r.path);
+    if route.is_some_and(|r| r.action == Action::Probe) {
+        tracing::debug!(method = %method, path, status, outcome, latency_us, request_id, "request completed");
+    } else {
+        tracing::info!(method = %method, path, status, outcome, latency_us, request_id, "request completed");
+    }
     response
 }
 

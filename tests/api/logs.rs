@@ -176,8 +176,12 @@ async fn json_request_lines_carry_the_netease_code_and_latency_once_and_probes_s
         .collect();
     assert_eq!(completed.len(), 1, "probes are logged at debug: {lines:#?}");
     let line = completed[0];
-    assert_eq!(line["span"]["path"], "/nimserver/user/getToken.action");
-    assert_eq!(line["span"]["method"], "POST");
+    assert_eq!(line["path"], "/nimserver/user/getToken.action");
+    assert_eq!(line["method"], "POST");
+    assert!(
+        line["request_id"].as_str().is_some_and(|id| id.len() == 32),
+        "{line}"
+    );
     assert_eq!(line["status"], 200);
     assert_eq!(
         line["outcome"], "414",
