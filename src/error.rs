@@ -99,14 +99,18 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The JSON error shape: `{"error":{"code":"…","message":"…"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
+/// What went wrong: a machine-readable code and a message that says how to fix it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// The error code (`invalid_ttl`, `rate_limited`, …).
     code: &'a str,
+    /// What went wrong, for people.
     message: &'a str,
 }
 

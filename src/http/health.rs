@@ -14,12 +14,20 @@ use crate::metrics::Metrics;
 use crate::store::TokenStore;
 
 /// `GET /healthz`: the process is up and answering.
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "Up", body = Object, example = json!({"status": "ok"}))))]
 pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// `GET /readyz`: the service can serve: its token store answers and, in production, at least one tenant is
 /// configured (an instance with none would refuse every call). 503 otherwise, so a gateway routes around it.
+#[utoipa::path(
+    get, path = "/readyz", tag = "service",
+    responses(
+        (status = 200, description = "Ready", body = Object, example = json!({"status": "ready", "checks": {"store": "ok", "tenants": "ok"}})),
+        (status = 503, description = "Not ready: the store is unreachable, or production has no tenant", body = Object),
+    )
+)]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store = match state.store.ping().await {
         Ok(()) => true,
@@ -47,6 +55,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 }
 
 /// `GET /metrics` on the main listener.
+#[utoipa::path(
+    get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format (absent when metrics.port gives it its own listener)", content_type = "text/plain"))
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     exposition(&state.metrics)
 }

@@ -8,6 +8,7 @@
 
 pub mod health;
 pub mod middleware;
+pub mod openapi;
 
 use std::ops::Deref;
 use std::sync::atomic::AtomicUsize;
@@ -145,10 +146,11 @@ impl AppState {
 }
 
 /// The service's own routes.
-pub const ROUTES: [RouteSpec; 3] = [
+pub const ROUTES: [RouteSpec; 4] = [
     RouteSpec::new("tokenmint", "/healthz", Action::Probe),
     RouteSpec::new("tokenmint", "/readyz", Action::Probe),
     RouteSpec::new("tokenmint", "/metrics", Action::Probe),
+    RouteSpec::new("tokenmint", "/openapi.json", Action::Probe),
 ];
 
 /// The route registered at `path`, with its provider and action.
@@ -161,10 +163,11 @@ pub fn route(path: &str) -> Option<&'static RouteSpec> {
 
 /// The whole application as one router.
 pub fn router(state: AppState) -> Router {
-    let [healthz, readyz, metrics] = ROUTES;
+    let [healthz, readyz, metrics, openapi] = ROUTES;
     let mut own = Router::new()
         .route(healthz.path, get(health::live))
-        .route(readyz.path, get(health::ready));
+        .route(readyz.path, get(health::ready))
+        .route(openapi.path, get(openapi::document_json));
     if state.metrics_route {
         own = own.route(metrics.path, get(health::metrics));
     }

@@ -20,12 +20,29 @@ use super::wire::{
     AccessQuery, CheckResponse, ExchangeResponse, RevokeRequest, TokenRequest, VerifyResponse,
 };
 use super::{rejected, MecloudProvider, AUDIENCE};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonOrForm;
 use crate::outcome::Outcome;
 use crate::store::keys::{Counter, StateKey};
 use crate::store::TokenStore;
 
+/// Checks a client's SHA1 token without exchanging it.
+#[utoipa::path(
+    post, path = "/mecloud/v2/token/check", tag = "mecloud",
+    request_body(content(
+        (TokenRequest = "application/json"),
+        (TokenRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Whether the token is valid; if not, why", body = CheckResponse),
+        (status = 400, description = "A field is missing or malformed, or the body is not the documented JSON or form", body = ErrorBody),
+        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
+        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
+        (status = 415, description = "Body neither JSON nor a form", body = ErrorBody),
+        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
+        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
+    )
+)]
 pub(super) async fn check(
     State(provider): State<Arc<MecloudProvider>>,
     JsonOrForm(request): JsonOrForm<TokenRequest>,
@@ -55,6 +72,26 @@ fn exchanged_key(app_id: &str, token: &str) -> StateKey {
     StateKey::mecloud_exchanged(app_id, &hex::encode(Sha1::digest(token.as_bytes())))
 }
 
+/// Exchanges a valid client token for an accesstoken.
+#[utoipa::path(
+    post, path = "/mecloud/v2/accesstoken", tag = "mecloud",
+    request_body(content(
+        (TokenRequest = "application/json"),
+        (TokenRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "The accesstoken", body = ExchangeResponse),
+        (status = 401, description = "The token is not valid (signature, time window, unknown app or key)", body = ErrorBody),
+        (status = 409, description = "The token was already exchanged", body = ErrorBody),
+        (status = 429, description = "The key or channel is over its rate limit (Retry-After)", body = ErrorBody),
+        (status = 400, description = "A field is missing or malformed, or the body is not the documented JSON or form", body = ErrorBody),
+        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
+        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
+        (status = 415, description = "Body neither JSON nor a form", body = ErrorBody),
+        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
+        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
+    )
+)]
 pub(super) async fn exchange(
     State(provider): State<Arc<MecloudProvider>>,
     JsonOrForm(request): JsonOrForm<TokenRequest>,
@@ -148,6 +185,22 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .map(|header| header.token().trim().to_owned())
 }
 
+/// Verifies an accesstoken (the `access-token` query parameter or `Authorization: Bearer`).
+#[utoipa::path(
+    method(get, post), path = "/mecloud/v2/accesstoken/verify", tag = "mecloud",
+    params(AccessQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Valid: its channel, key and subject", body = VerifyResponse),
+        (status = 401, description = "Missing, invalid, expired or revoked (WWW-Authenticate: Bearer)", body = ErrorBody),
+        (status = 400, description = "A field is missing or malformed, or the body is not the documented JSON or form", body = ErrorBody),
+        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
+        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
+        (status = 415, description = "Body neither JSON nor a form", body = ErrorBody),
+        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
+        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
+    )
+)]
 pub(super) async fn verify(
     State(provider): State<Arc<MecloudProvider>>,
     headers: HeaderMap,
@@ -188,6 +241,24 @@ fn revocation_subject(claims: &AccessClaims) -> StateKey {
 
 /// Revokes one genuine accesstoken until its expiry (bounded by the policy); whoever holds it may revoke it.
 /// Revocations count against the key's rate limit, on their own counter.
+#[utoipa::path(
+    post, path = "/mecloud/v2/accesstoken/revoke", tag = "mecloud",
+    request_body(content(
+        (RevokeRequest = "application/json"),
+        (RevokeRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Revoked until its expiry", body = super::wire::RevokeResponse),
+        (status = 401, description = "Not a genuine accesstoken", body = ErrorBody),
+        (status = 429, description = "The key is over its rate limit (Retry-After)", body = ErrorBody),
+        (status = 400, description = "A field is missing or malformed, or the body is not the documented JSON or form", body = ErrorBody),
+        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
+        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
+        (status = 415, description = "Body neither JSON nor a form", body = ErrorBody),
+        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
+        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
+    )
+)]
 pub(super) async fn revoke(
     State(provider): State<Arc<MecloudProvider>>,
     JsonOrForm(request): JsonOrForm<RevokeRequest>,

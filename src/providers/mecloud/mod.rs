@@ -325,6 +325,19 @@ pub const ROUTES: [RouteSpec; 4] = [
     RouteSpec::new("mecloud", "/mecloud/v2/accesstoken/revoke", Action::Revoke),
 ];
 
+/// This provider's part of the OpenAPI document (paths and schemas, generated from the handlers and types).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(
+        handlers::check,
+        handlers::exchange,
+        handlers::verify,
+        handlers::revoke
+    ))]
+    struct Api;
+    <Api as utoipa::OpenApi>::openapi()
+}
+
 /// The routes of this provider ([`ROUTES`]), over its own state.
 pub fn router(provider: Arc<MecloudProvider>) -> Router {
     let [check, exchange, verify, revoke] = ROUTES;

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::config::ReplayGuard;
 use super::domain::{self, ChannelName, Uid};
-use super::wire::{success, AuthHeaders, Code, Form, NeteaseError};
+use super::wire::{schema, success, AuthHeaders, Code, Form, NeteaseError};
 use super::{token, App, NeteaseProvider, TOKEN_INVALID};
 use crate::extract::BodyLimit;
 use crate::store::keys::{Counter, StateKey};
@@ -140,6 +140,19 @@ async fn rate_limit(
     }
 }
 
+#[utoipa::path(
+    post, path = "/nimserver/user/getToken.action", tag = "netease",
+    request_body(content = schema::GetTokenForm, content_type = "application/x-www-form-urlencoded"),
+    params(
+        ("AppKey" = String, Header, description = "The app's AppKey"),
+        ("Nonce" = String, Header, description = "A random string, at most 128 characters, new for each request"),
+        ("CurTime" = String, Header, description = "Unix seconds, within netease.curtime_window_secs of the server"),
+        ("CheckSum" = String, Header, description = "hex(SHA1(AppSecret + Nonce + CurTime)), lowercase"),
+    ),
+    responses(
+        (status = 200, description = "The token, or NetEase's failure envelope; failures are HTTP 200 too, with NetEase's code", body = schema::GetTokenAnswer),
+    )
+)]
 pub(super) async fn get_token(
     State(provider): State<Arc<NeteaseProvider>>,
     request: Request,
@@ -193,6 +206,19 @@ async fn issue(provider: &NeteaseProvider, request: Request) -> Result<String, N
     Ok(issued.record.token)
 }
 
+#[utoipa::path(
+    post, path = "/nimserver/user/verifyToken.action", tag = "netease",
+    request_body(content = schema::VerifyTokenForm, content_type = "application/x-www-form-urlencoded"),
+    params(
+        ("AppKey" = String, Header, description = "The app's AppKey"),
+        ("Nonce" = String, Header, description = "A random string, at most 128 characters, new for each request"),
+        ("CurTime" = String, Header, description = "Unix seconds, within netease.curtime_window_secs of the server"),
+        ("CheckSum" = String, Header, description = "hex(SHA1(AppSecret + Nonce + CurTime)), lowercase"),
+    ),
+    responses(
+        (status = 200, description = "Admitted, or NetEase's failure envelope; failures are HTTP 200 too, with NetEase's code", body = schema::VerifyTokenAnswer),
+    )
+)]
 pub(super) async fn verify_token(
     State(provider): State<Arc<NeteaseProvider>>,
     request: Request,
@@ -288,6 +314,19 @@ async fn self_computed(
     }))
 }
 
+#[utoipa::path(
+    post, path = "/nimserver/user/revokeToken.action", tag = "netease",
+    request_body(content = schema::RevokeTokenForm, content_type = "application/x-www-form-urlencoded"),
+    params(
+        ("AppKey" = String, Header, description = "The app's AppKey"),
+        ("Nonce" = String, Header, description = "A random string, at most 128 characters, new for each request"),
+        ("CurTime" = String, Header, description = "Unix seconds, within netease.curtime_window_secs of the server"),
+        ("CheckSum" = String, Header, description = "hex(SHA1(AppSecret + Nonce + CurTime)), lowercase"),
+    ),
+    responses(
+        (status = 200, description = "Revoked, or NetEase's failure envelope; failures are HTTP 200 too, with NetEase's code", body = schema::RevokeTokenAnswer),
+    )
+)]
 pub(super) async fn revoke_token(
     State(provider): State<Arc<NeteaseProvider>>,
     request: Request,

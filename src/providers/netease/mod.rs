@@ -177,6 +177,14 @@ pub const ROUTES: [RouteSpec; 3] = [
     ),
 ];
 
+/// This provider's part of the OpenAPI document (paths and schemas, generated from the handlers and types).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(handlers::get_token, handlers::verify_token, handlers::revoke_token))]
+    struct Api;
+    <Api as utoipa::OpenApi>::openapi()
+}
+
 /// The routes of this provider ([`ROUTES`]), over its own state.
 pub fn router(provider: Arc<NeteaseProvider>) -> Router {
     let [get_token, verify_token, revoke_token] = ROUTES;

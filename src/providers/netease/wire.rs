@@ -267,3 +267,134 @@ impl<'a> AuthHeaders<'a> {
         })
     }
 }
+
+/// The OpenAPI description of NetEase's forms and answers. The handlers read the form field by field (NetEase's
+/// own rules: a field given twice is refused) and write the envelope with `json!`; these types document exactly
+/// that, and the contract fuzzer checks every answer against them.
+#[allow(dead_code)]
+pub(super) mod schema {
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    /// `getToken.action` form.
+    #[derive(ToSchema)]
+    pub struct GetTokenForm {
+        /// The user: a decimal number (1 to 20 digits, no sign, no leading zero).
+        #[schema(example = "10001")]
+        uid: String,
+        /// Binds the token to one room; absent or empty: any room.
+        #[serde(rename = "channelName")]
+        channel_name: Option<String>,
+        /// `true` (default): reusable until it expires; `false`: single-use.
+        #[serde(rename = "repeatUse")]
+        repeat_use: Option<String>,
+        /// Lifetime in seconds (within ttl.netease).
+        #[serde(rename = "expireAt")]
+        expire_at: Option<String>,
+    }
+
+    /// `verifyToken.action` form.
+    #[derive(ToSchema)]
+    pub struct VerifyTokenForm {
+        /// The user.
+        uid: String,
+        /// The room the client joins.
+        #[serde(rename = "channelName")]
+        channel_name: Option<String>,
+        /// The token the client presented.
+        token: String,
+    }
+
+    /// `revokeToken.action` form.
+    #[derive(ToSchema)]
+    pub struct RevokeTokenForm {
+        /// The user.
+        uid: String,
+        /// The room of the record to revoke.
+        #[serde(rename = "channelName")]
+        channel_name: Option<String>,
+        /// Also revoke this self-computed token until its expiry.
+        token: Option<String>,
+    }
+
+    /// A failure: HTTP 200, `code` other than 200 (403, 414, 416, 417, 431, 500, 503).
+    #[derive(Serialize, ToSchema)]
+    pub struct Failure {
+        /// NetEase's code.
+        #[schema(minimum = 400, maximum = 599)]
+        code: u16,
+        /// What went wrong.
+        desc: String,
+    }
+
+    /// `getToken.action` success.
+    #[derive(Serialize, ToSchema)]
+    pub struct Issued {
+        /// 200.
+        #[schema(minimum = 200, maximum = 200)]
+        code: u16,
+        /// The token.
+        token: String,
+    }
+
+    /// `getToken.action` answer.
+    #[derive(Serialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum GetTokenAnswer {
+        /// Issued.
+        Issued(Issued),
+        /// Refused.
+        Failure(Failure),
+    }
+
+    /// `verifyToken.action` success.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Admitted {
+        /// 200.
+        #[schema(minimum = 200, maximum = 200)]
+        code: u16,
+        /// The user.
+        uid: u64,
+        /// The room asked for.
+        channel_name: String,
+        /// Whether the token is bound to that room.
+        bound_channel: bool,
+        /// Whether it may be used again.
+        repeat_use: bool,
+        /// Expiry, Unix milliseconds.
+        expires_at: i64,
+        /// `issued` (by tokenmint) or `self-computed` (by the app server).
+        source: String,
+    }
+
+    /// `verifyToken.action` answer.
+    #[derive(Serialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum VerifyTokenAnswer {
+        /// Admitted.
+        Admitted(Admitted),
+        /// Refused.
+        Failure(Failure),
+    }
+
+    /// `revokeToken.action` success.
+    #[derive(Serialize, ToSchema)]
+    pub struct Revoked {
+        /// 200.
+        #[schema(minimum = 200, maximum = 200)]
+        code: u16,
+        /// Whether anything was revoked.
+        revoked: bool,
+    }
+
+    /// `revokeToken.action` answer.
+    #[derive(Serialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum RevokeTokenAnswer {
+        /// Revoked (or nothing to revoke).
+        Revoked(Revoked),
+        /// Refused.
+        Failure(Failure),
+    }
+}

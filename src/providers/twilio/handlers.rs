@@ -18,6 +18,7 @@ use super::sid::Sid;
 use super::token::{self, Claims, Unverified};
 use super::{ApiKey, TwilioProvider};
 use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::extract::AppJson;
 use crate::outcome::Outcome;
 use crate::store::keys::{Counter, StateKey};
@@ -72,7 +73,7 @@ fn basic_credentials(parts: &Parts) -> Result<Basic, ApiError> {
 }
 
 /// `POST /twilio/v1/tokens` response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct MintResponse {
     token: String,
     identity: String,
@@ -82,6 +83,20 @@ pub(super) struct MintResponse {
 }
 
 /// Mints an Access Token signed with the caller's API key.
+#[utoipa::path(
+    post, path = "/twilio/v1/tokens", tag = "twilio", request_body = MintRequest,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The signed Access Token", body = MintResponse),
+        (status = 400, description = "A value breaks a rule, or the body is not the documented JSON", body = ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown API key credentials", body = ErrorBody),
+        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
+        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
+        (status = 415, description = "Body not application/json", body = ErrorBody),
+        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
+        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
+    )
+)]
 pub(super) async fn mint(
     State(provider): State<Arc<TwilioProvider>>,
     caller: Caller,
@@ -132,8 +147,8 @@ pub(super) async fn mint(
     }))
 }
 
-/// `POST /twilio/v1/tokens/verify` body.
-#[derive(Debug, Deserialize)]
+/// `POST /twilio/v1/tokens/verify` and `…/revoke` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct VerifyRequest {
     token: String,
@@ -142,6 +157,20 @@ pub(super) struct VerifyRequest {
 /// Verifies a token issued for the caller's account: signature, expiry and not-before (with the configured
 /// leeway). Always 200 when the request itself is sound; the body says whether the token is valid and, if not,
 /// exactly why.
+#[utoipa::path(
+    post, path = "/twilio/v1/tokens/verify", tag = "twilio", request_body = VerifyRequest,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "Whether the token is valid; if not, why", body = VerifyResponse),
+        (status = 400, description = "A value breaks a rule, or the body is not the documented JSON", body = ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown API key credentials", body = ErrorBody),
+        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
+        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
+        (status = 415, description = "Body not application/json", body = ErrorBody),
+        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
+        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
+    )
+)]
 pub(super) async fn verify(
     State(provider): State<Arc<TwilioProvider>>,
     caller: Caller,
@@ -220,8 +249,21 @@ fn revocation_subject(account: &Sid, token: &str) -> StateKey {
     )
 }
 
+/// `POST /twilio/v1/tokens/verify` response: `valid` and, when valid, the token's header and claims; when not,
+/// why.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the shape `verify` writes with `json!`; the contract test checks they agree.
+pub(super) struct VerifyResponse {
+    valid: bool,
+    #[schema(value_type = Option<Object>)]
+    header: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    claims: Option<Value>,
+    error: Option<crate::error::ErrorDetail<'static>>,
+}
+
 /// `POST /twilio/v1/tokens/revoke` response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct RevokeResponse {
     revoked: bool,
     /// The token's expiry (Unix seconds): the revocation is kept until then.
@@ -231,6 +273,21 @@ pub(super) struct RevokeResponse {
 /// Revokes a token of the caller's account until its natural expiry: from then on the verify route refuses it
 /// with `token_revoked`. The token must be genuine (signature checked); an expired one needs no revocation and is
 /// answered `revoked: false`.
+#[utoipa::path(
+    post, path = "/twilio/v1/tokens/revoke", tag = "twilio", request_body = VerifyRequest,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "Revoked until its expiry (or already expired)", body = RevokeResponse),
+        (status = 429, description = "Over twilio.revoke_rate_limit (Retry-After)", body = ErrorBody),
+        (status = 400, description = "A value breaks a rule, or the body is not the documented JSON", body = ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown API key credentials", body = ErrorBody),
+        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
+        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
+        (status = 415, description = "Body not application/json", body = ErrorBody),
+        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
+        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
+    )
+)]
 pub(super) async fn revoke(
     State(provider): State<Arc<TwilioProvider>>,
     caller: Caller,

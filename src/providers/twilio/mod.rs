@@ -150,6 +150,14 @@ pub const ROUTES: [RouteSpec; 3] = [
     RouteSpec::new("twilio", "/twilio/v1/tokens/revoke", Action::Revoke),
 ];
 
+/// This provider's part of the OpenAPI document (paths and schemas, generated from the handlers and types).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(handlers::mint, handlers::verify, handlers::revoke))]
+    struct Api;
+    <Api as utoipa::OpenApi>::openapi()
+}
+
 /// The routes of this provider ([`ROUTES`]), over its own state.
 pub fn router(provider: Arc<TwilioProvider>) -> Router {
     let [mint, verify, revoke] = ROUTES;

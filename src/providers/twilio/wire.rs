@@ -3,12 +3,14 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 /// `POST /twilio/v1/tokens` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MintRequest {
-    /// The user the token is for.
+    /// The user the token is for (required; absent is answered `invalid_identity`).
+    #[schema(required = true, nullable = false, min_length = 1)]
     pub identity: Option<String>,
     /// Lifetime in seconds; the policy's default when absent.
     pub ttl: Option<i64>,
@@ -22,7 +24,7 @@ pub struct MintRequest {
 }
 
 /// Product grants as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantsRequest {
     /// Programmable Chat / Conversations.
@@ -36,11 +38,12 @@ pub struct GrantsRequest {
     /// TaskRouter.
     pub task_router: Option<TaskRouterGrantRequest>,
     /// Live playback: passed through as given.
+    #[schema(value_type = Option<Object>)]
     pub player: Option<Map<String, Value>>,
 }
 
 /// Chat grant as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatGrantRequest {
     pub(super) service_sid: Option<String>,
@@ -50,14 +53,14 @@ pub struct ChatGrantRequest {
 }
 
 /// Video grant as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VideoGrantRequest {
     pub(super) room: Option<String>,
 }
 
 /// Voice grant as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoiceGrantRequest {
     pub(super) incoming: Option<VoiceIncomingRequest>,
@@ -67,22 +70,23 @@ pub struct VoiceGrantRequest {
 }
 
 /// `voice.incoming` as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoiceIncomingRequest {
     pub(super) allow: Option<bool>,
 }
 
 /// `voice.outgoing` as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoiceOutgoingRequest {
     pub(super) application_sid: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub(super) params: Option<Map<String, Value>>,
 }
 
 /// Sync grant as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncGrantRequest {
     pub(super) service_sid: Option<String>,
@@ -90,7 +94,7 @@ pub struct SyncGrantRequest {
 }
 
 /// TaskRouter grant as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskRouterGrantRequest {
     pub(super) workspace_sid: Option<String>,
