@@ -65,6 +65,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// The `/metrics` endpoint.
     pub metrics: MetricsSettings,
+    /// Cross-origin requests from browsers.
+    pub cors: CorsSettings,
     /// The shared TTL policy.
     pub ttl: TtlSettings,
     /// Twilio-style Access Tokens.
@@ -109,6 +111,16 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Most requests running at once; more are answered 503 with `Retry-After` (probes excepted).
     pub max_in_flight: usize,
+}
+
+/// Cross-origin requests from browsers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Origins allowed to call the browser-facing routes (`https://app.example.com`, or `*`); none by default.
+    pub allowed_origins: Vec<String>,
+    /// Also allow them on the Twilio routes (server-to-server by default: they take an API key secret).
+    pub twilio: bool,
 }
 
 /// The `/metrics` endpoint.
@@ -256,6 +268,21 @@ impl Settings {
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        for origin in &self.cors.allowed_origins {
+            let valid = origin == "*"
+                || ((origin.starts_with("https://") || origin.starts_with("http://"))
+                    && !origin.ends_with('/')
+                    && axum::http::HeaderValue::from_str(origin).is_ok());
+            if !valid {
+                return Err(ConfigError::invalid(
+                    "cors.allowed_origins",
+                    format!(
+                        "`{origin}` is not an origin: write scheme://host[:port] with no path or trailing slash \
+                         (e.g. https://app.example.com), or *"
+                    ),
+                ));
             }
         }
         if self.server.body_limit_bytes == 0 {

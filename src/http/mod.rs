@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::Uri;
+use axum::http::{header, HeaderName, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::{RunEnvironment, Settings};
 use crate::error::ApiError;
@@ -66,6 +67,8 @@ pub struct Shared {
     pub tenants: usize,
     /// The profile.
     pub env: RunEnvironment,
+    /// CORS for the browser-facing routes; `None` when no origin is allowed.
+    pub cors: Option<CorsLayer>,
     clock: SharedClock,
 }
 
@@ -140,6 +143,7 @@ impl AppState {
             metrics_route: settings.metrics.enabled && settings.metrics.port.is_none(),
             tenants: settings.tenants().total(),
             env: settings.env,
+            cors: cors_layer(&settings.cors.allowed_origins, settings.cors.twilio),
             clock,
         }))
     }
@@ -171,7 +175,9 @@ pub fn router(state: AppState) -> Router {
     if state.metrics_route {
         own = own.route(metrics.path, get(health::metrics));
     }
-    own.with_state(state.clone())
+    let cors = state.cors.clone();
+    let app = own
+        .with_state(state.clone())
         .merge(twilio::router(state.twilio.clone()))
         .merge(netease::router(state.netease.clone()))
         .merge(mecloud::router(state.mecloud.clone()))
@@ -182,7 +188,40 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state,
             middleware::observe,
-        ))
+        ));
+    match cors {
+        // Before routing, so a preflight (OPTIONS) is answered rather than routed to a 405.
+        Some(cors) => Router::new().fallback_service(tower_layer::Layer::layer(&cors, app)),
+        None => app,
+    }
+}
+
+/// CORS for `origins` (validated at load) on the MeCloud routes, and the Twilio ones when `twilio`: preflights
+/// answered, `GET`/`POST` with `Content-Type` and `Authorization` allowed, cached by browsers for 10 minutes.
+/// Other routes never get an allowed origin. `None` when there is no origin.
+fn cors_layer(origins: &[String], twilio: bool) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let any = origins.iter().any(|o| o == "*");
+    let listed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let allow = AllowOrigin::predicate(move |origin, request| {
+        let path = request.uri.path();
+        let browser_route =
+            path.starts_with("/mecloud/") || (twilio && path.starts_with("/twilio/"));
+        browser_route && (any || listed.contains(origin))
+    });
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+            .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// The router of the metrics listener (`metrics.port`): `GET /metrics` only.

@@ -1,6 +1,7 @@
 //! The integration test binary: one harness, one file per area.
 
 mod cli;
+mod cors;
 mod health;
 mod helpers;
 mod http_basics;
