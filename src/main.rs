@@ -34,6 +34,19 @@ enum Command {
     /// After the Redis store came back empty (see store.redis.on_reset): accept the loss of its state and let
     /// every instance serve again.
     StoreAcknowledgeReset,
+    /// Print a strong random secret (base64), e.g. for mecloud.signing_keys or a Twilio API key secret.
+    GenSecret {
+        /// Random bytes before encoding (at least 32).
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(32..=1024))]
+        bytes: u16,
+    },
+    /// Print the default configuration (every key, commented) to start a file from.
+    PrintConfig,
+    /// Print a shell completion script: `tokenmint completions bash > /etc/bash_completion.d/tokenmint`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Probe GET /healthz of a running instance; exit 0 when healthy.
     Healthcheck {
         /// Address to probe; defaults to the configured listener (a wildcard bind is probed on loopback).
@@ -48,6 +61,34 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that need no configuration run before it is loaded (a broken file must not stop them).
+    match &cli.command {
+        Some(Command::GenSecret { bytes }) => {
+            use base64::Engine;
+            let mut secret = vec![0u8; usize::from(*bytes)];
+            rand::fill(secret.as_mut_slice());
+            println!(
+                "{}",
+                base64::engine::general_purpose::STANDARD.encode(secret)
+            );
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::PrintConfig) => {
+            print!("{}", tokenmint::config::DEFAULT_TOML);
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "tokenmint",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(e) => {
@@ -77,6 +118,9 @@ async fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::GenSecret { .. } | Command::PrintConfig | Command::Completions { .. } => {
+            ExitCode::SUCCESS
         }
         Command::Healthcheck { addr, timeout_secs } => {
             let addr = addr.unwrap_or_else(|| {

@@ -249,3 +249,68 @@ fn an_unknown_profile_name_lists_the_valid_ones() {
         "no Rust type names: {stderr}"
     );
 }
+
+#[test]
+fn gen_secret_prints_a_fresh_secret_that_production_accepts() {
+    let first = tokenmint(&["gen-secret"], &[]);
+    let second = tokenmint(&["gen-secret"], &[]);
+    assert!(first.status.success());
+    let secret = String::from_utf8(first.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert_ne!(
+        secret,
+        String::from_utf8_lossy(&second.stdout).trim(),
+        "fresh each time"
+    );
+    assert!(secret.len() >= 44, "32 bytes in base64: {secret}");
+    let accepted = tokenmint(
+        &["check-config"],
+        &[
+            ("TOKENMINT_ENV", "production"),
+            ("TOKENMINT_MECLOUD__SIGNING_KEYS__OWN", &secret),
+        ],
+    );
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let short = tokenmint(&["gen-secret", "--bytes", "8"], &[]);
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("32..=1024"));
+}
+
+#[test]
+fn print_config_is_a_valid_configuration_file_to_start_from() {
+    let printed = tokenmint(&["print-config"], &[]);
+    assert!(printed.status.success());
+    let text = String::from_utf8(printed.stdout).expect("utf-8");
+    assert!(
+        text.contains("[server]") && text.contains("# "),
+        "commented: {text}"
+    );
+    let file = crate::helpers::temp_path("printed.toml");
+    std::fs::write(&file, &text).expect("written");
+    let checked = tokenmint(
+        &["check-config", "--config", file.to_str().expect("utf-8")],
+        &[],
+    );
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
+#[test]
+fn completions_are_printed_for_a_shell() {
+    let bash = tokenmint(&["completions", "bash"], &[]);
+    assert!(bash.status.success());
+    let script = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        script.contains("gen-secret") && script.contains("check-config"),
+        "{script}"
+    );
+}
