@@ -270,3 +270,28 @@ impl From<crate::store::StoreError> for ApiError {
         }
     }
 }
+
+/// The OpenAPI description of the errors every JSON route may answer, in the shape above (listed once, used by
+/// each route's `responses(...)`).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum CommonErrors {
+    /// A value breaks a rule, or the body is not the documented JSON (or form).
+    #[response(status = 400)]
+    BadRequest(#[to_schema] ErrorBody<'static>),
+    /// The request ran past `server.request_timeout_secs`.
+    #[response(status = 408)]
+    Timeout(#[to_schema] ErrorBody<'static>),
+    /// The body is over `server.body_limit_bytes`.
+    #[response(status = 413)]
+    TooLarge(#[to_schema] ErrorBody<'static>),
+    /// The body has an unsupported content type.
+    #[response(status = 415)]
+    UnsupportedMediaType(#[to_schema] ErrorBody<'static>),
+    /// More than `server.max_headers` headers.
+    #[response(status = 431)]
+    TooManyHeaders(#[to_schema] ErrorBody<'static>),
+    /// The token store is unavailable, or too many requests are in flight.
+    #[response(status = 503)]
+    Unavailable(#[to_schema] ErrorBody<'static>),
+}

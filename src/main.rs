@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokenmint::config::{RunEnvironment, Settings};
-use tokenmint::startup::{reload_on_sighup, shutdown_signal, Application};
+use tokenmint::startup::{listen_for_hangups, reload_on_sighup, shutdown_signal, Application};
 use tokenmint::{healthcheck, telemetry};
 
 /// mimalloc: glibc malloc's arena locks showed up in profiles of the mint route under load.
@@ -143,6 +143,7 @@ async fn serve(settings: Settings, config_file: Option<PathBuf>) -> ExitCode {
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }
+    let hangups = listen_for_hangups();
     let app = match Application::build(&settings).await {
         Ok(app) => app,
         Err(e) => {
@@ -151,7 +152,7 @@ async fn serve(settings: Settings, config_file: Option<PathBuf>) -> ExitCode {
         }
     };
     banner(&settings, &app);
-    tokio::spawn(reload_on_sighup(app.reloader(), config_file));
+    tokio::spawn(reload_on_sighup(app.reloader(), config_file, hangups));
     match app.run_until_stopped(shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("tokenmint stopped");

@@ -285,18 +285,29 @@ impl Reloader {
     }
 }
 
+/// SIGHUPs, listened for from now on. Call it before the listener is bound: once anyone can see the service
+/// up, a SIGHUP must reload it, never terminate it (the default action).
+#[cfg(unix)]
+pub fn listen_for_hangups() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP: configuration reload is unavailable");
+            None
+        }
+    }
+}
+
 /// Reloads the configuration (`file` plus the process environment, as at start-up) on every SIGHUP, logging
 /// what was applied, what needs a restart, or why the new configuration was refused.
 #[cfg(unix)]
-pub async fn reload_on_sighup(reloader: Arc<Reloader>, file: Option<PathBuf>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP: configuration reload is unavailable");
-            return;
-        }
-    };
+pub async fn reload_on_sighup(
+    reloader: Arc<Reloader>,
+    file: Option<PathBuf>,
+    hangups: Option<tokio::signal::unix::Signal>,
+) {
+    let Some(mut hangups) = hangups else { return };
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP received, reloading the configuration");
         match reloader.apply(Settings::load(file.as_deref())) {
@@ -321,10 +332,19 @@ pub async fn reload_on_sighup(reloader: Arc<Reloader>, file: Option<PathBuf>) {
     }
 }
 
+/// Nothing to listen for where there is no SIGHUP.
+#[cfg(not(unix))]
+pub fn listen_for_hangups() -> Option<()> {
+    None
+}
+
 /// Does nothing where there is no SIGHUP.
 #[cfg(not(unix))]
-pub async fn reload_on_sighup(_reloader: Arc<Reloader>, _file: Option<PathBuf>) {
-    std::future::pending::<()>().await
+pub async fn reload_on_sighup(
+    _reloader: Arc<Reloader>,
+    _file: Option<PathBuf>,
+    _hangups: Option<()>,
+) {
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -20,7 +20,7 @@ use super::wire::{
     AccessQuery, CheckResponse, ExchangeResponse, RevokeRequest, TokenRequest, VerifyResponse,
 };
 use super::{rejected, MecloudProvider, AUDIENCE};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, CommonErrors, ErrorBody};
 use crate::extract::JsonOrForm;
 use crate::outcome::Outcome;
 use crate::store::keys::{Counter, StateKey};
@@ -34,13 +34,8 @@ use crate::store::TokenStore;
         (TokenRequest = "application/x-www-form-urlencoded"),
     )),
     responses(
+        CommonErrors,
         (status = 200, description = "Whether the token is valid; if not, why", body = CheckResponse),
-        (status = 400, description = "A field is missing or malformed, or the body is not the documented JSON or form", body = ErrorBody),
-        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
-        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
-        (status = 415, description = "Body neither JSON nor a form", body = ErrorBody),
-        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
-        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
     )
 )]
 pub(super) async fn check(
@@ -80,16 +75,11 @@ fn exchanged_key(app_id: &str, token: &str) -> StateKey {
         (TokenRequest = "application/x-www-form-urlencoded"),
     )),
     responses(
+        CommonErrors,
         (status = 200, description = "The accesstoken", body = ExchangeResponse),
         (status = 401, description = "The token is not valid (signature, time window, unknown app or key)", body = ErrorBody),
         (status = 409, description = "The token was already exchanged", body = ErrorBody),
         (status = 429, description = "The key or channel is over its rate limit (Retry-After)", body = ErrorBody),
-        (status = 400, description = "A field is missing or malformed, or the body is not the documented JSON or form", body = ErrorBody),
-        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
-        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
-        (status = 415, description = "Body neither JSON nor a form", body = ErrorBody),
-        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
-        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
     )
 )]
 pub(super) async fn exchange(
@@ -191,14 +181,9 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
     params(AccessQuery),
     security((), ("bearer" = [])),
     responses(
+        CommonErrors,
         (status = 200, description = "Valid: its channel, key and subject", body = VerifyResponse),
         (status = 401, description = "Missing, invalid, expired or revoked (WWW-Authenticate: Bearer)", body = ErrorBody),
-        (status = 400, description = "A field is missing or malformed, or the body is not the documented JSON or form", body = ErrorBody),
-        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
-        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
-        (status = 415, description = "Body neither JSON nor a form", body = ErrorBody),
-        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
-        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
     )
 )]
 pub(super) async fn verify(
@@ -248,15 +233,10 @@ fn revocation_subject(claims: &AccessClaims) -> StateKey {
         (RevokeRequest = "application/x-www-form-urlencoded"),
     )),
     responses(
+        CommonErrors,
         (status = 200, description = "Revoked until its expiry", body = super::wire::RevokeResponse),
         (status = 401, description = "Not a genuine accesstoken", body = ErrorBody),
         (status = 429, description = "The key is over its rate limit (Retry-After)", body = ErrorBody),
-        (status = 400, description = "A field is missing or malformed, or the body is not the documented JSON or form", body = ErrorBody),
-        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
-        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
-        (status = 415, description = "Body neither JSON nor a form", body = ErrorBody),
-        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
-        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
     )
 )]
 pub(super) async fn revoke(

@@ -18,7 +18,7 @@ use super::sid::Sid;
 use super::token::{self, Claims, Unverified};
 use super::{ApiKey, TwilioProvider};
 use crate::error::ApiError;
-use crate::error::ErrorBody;
+use crate::error::{CommonErrors, ErrorBody};
 use crate::extract::AppJson;
 use crate::outcome::Outcome;
 use crate::store::keys::{Counter, StateKey};
@@ -87,14 +87,9 @@ pub(super) struct MintResponse {
     post, path = "/twilio/v1/tokens", tag = "twilio", request_body = MintRequest,
     security(("basic" = [])),
     responses(
+        CommonErrors,
         (status = 200, description = "The signed Access Token", body = MintResponse),
-        (status = 400, description = "A value breaks a rule, or the body is not the documented JSON", body = ErrorBody),
         (status = 401, description = "Missing, malformed or unknown API key credentials", body = ErrorBody),
-        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
-        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
-        (status = 415, description = "Body not application/json", body = ErrorBody),
-        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
-        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
     )
 )]
 pub(super) async fn mint(
@@ -161,14 +156,9 @@ pub(super) struct VerifyRequest {
     post, path = "/twilio/v1/tokens/verify", tag = "twilio", request_body = VerifyRequest,
     security(("basic" = [])),
     responses(
+        CommonErrors,
         (status = 200, description = "Whether the token is valid; if not, why", body = VerifyResponse),
-        (status = 400, description = "A value breaks a rule, or the body is not the documented JSON", body = ErrorBody),
         (status = 401, description = "Missing, malformed or unknown API key credentials", body = ErrorBody),
-        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
-        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
-        (status = 415, description = "Body not application/json", body = ErrorBody),
-        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
-        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
     )
 )]
 pub(super) async fn verify(
@@ -277,15 +267,10 @@ pub(super) struct RevokeResponse {
     post, path = "/twilio/v1/tokens/revoke", tag = "twilio", request_body = VerifyRequest,
     security(("basic" = [])),
     responses(
+        CommonErrors,
         (status = 200, description = "Revoked until its expiry (or already expired)", body = RevokeResponse),
         (status = 429, description = "Over twilio.revoke_rate_limit (Retry-After)", body = ErrorBody),
-        (status = 400, description = "A value breaks a rule, or the body is not the documented JSON", body = ErrorBody),
         (status = 401, description = "Missing, malformed or unknown API key credentials", body = ErrorBody),
-        (status = 408, description = "The request ran past server.request_timeout_secs", body = ErrorBody),
-        (status = 413, description = "Body over server.body_limit_bytes", body = ErrorBody),
-        (status = 415, description = "Body not application/json", body = ErrorBody),
-        (status = 431, description = "More than server.max_headers headers", body = ErrorBody),
-        (status = 503, description = "Token store unavailable, or too many requests in flight", body = ErrorBody),
     )
 )]
 pub(super) async fn revoke(
