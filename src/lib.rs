@@ -21,6 +21,7 @@
 //!   (canonical numbers), [`telemetry`] (tracing set-up), [`healthcheck`] (the `tokenmint healthcheck` probe).
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod decimal;

@@ -34,6 +34,9 @@ enum Command {
     /// After the Redis store came back empty (see store.redis.on_reset): accept the loss of its state and let
     /// every instance serve again.
     StoreAcknowledgeReset,
+    /// Mint or verify a token with the configured credentials (prints only the token; --json for all).
+    #[command(subcommand)]
+    Token(tokenmint::cli::TokenCommand),
     /// Print a strong random secret (base64), e.g. for mecloud.signing_keys or a Twilio API key secret.
     GenSecret {
         /// Random bytes before encoding (at least 32).
@@ -119,6 +122,20 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Token(command) => match tokenmint::cli::run(command, &settings).await {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(tokenmint::cli::CliError::Invalid(report)) => {
+                println!("{report}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("tokenmint: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::GenSecret { .. } | Command::PrintConfig | Command::Completions { .. } => {
             ExitCode::SUCCESS
         }

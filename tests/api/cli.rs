@@ -314,3 +314,151 @@ fn completions_are_printed_for_a_shell() {
         "{script}"
     );
 }
+
+fn stdout_of(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone())
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_twilio_prints_only_a_token_the_service_verifies_and_token_verify_explains_it() {
+    let app = crate::helpers::spawn_app().await;
+    let token = stdout_of(&tokenmint(
+        &[
+            "token",
+            "twilio",
+            "--identity",
+            "alice",
+            "--grant",
+            "chat",
+            "--grant",
+            "video:room=Standup",
+            "--ttl",
+            "1h",
+        ],
+        &[],
+    ));
+    assert!(
+        !token.contains('\n') && token.starts_with("eyJ"),
+        "only the token: {token}"
+    );
+
+    let verified = app.verify(crate::helpers::KEY_1, &token).await;
+    assert_eq!(verified["valid"], true, "{verified}");
+    assert_eq!(verified["claims"]["grants"]["identity"], "alice");
+    assert_eq!(verified["claims"]["grants"]["video"]["room"], "Standup");
+    let lifetime = verified["claims"]["exp"].as_i64().expect("exp")
+        - verified["claims"]["iat"].as_i64().expect("iat");
+    assert_eq!(lifetime, 3600);
+
+    let report = stdout_of(&tokenmint(&["token", "verify", &token], &[]));
+    assert!(
+        report.starts_with("scheme: twilio\nvalid: true"),
+        "{report}"
+    );
+    let tampered = format!("{}A", &token[..token.len() - 1]);
+    let refused = tokenmint(&["token", "verify", &tampered], &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("reason: bad_signature"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_netease_and_mecloud_print_tokens_the_service_accepts() {
+    let app = crate::helpers::spawn_app().await;
+    let netease = stdout_of(&tokenmint(
+        &[
+            "token",
+            "netease",
+            "--uid",
+            "42",
+            "--channel",
+            "room1",
+            "--ttl",
+            "30m",
+        ],
+        &[],
+    ));
+    let form = format!(
+        "uid=42&channelName=room1&token={}",
+        crate::netease::urlencode(&netease)
+    );
+    let admitted = crate::netease::call(&app, crate::netease::VERIFY, &form).await;
+    assert_eq!(admitted["code"], 200, "{admitted}");
+    let report = stdout_of(&tokenmint(
+        &[
+            "token",
+            "verify",
+            &netease,
+            "--uid",
+            "42",
+            "--channel",
+            "room1",
+        ],
+        &[],
+    ));
+    assert!(
+        report.starts_with("scheme: netease\nvalid: true"),
+        "{report}"
+    );
+
+    let client = stdout_of(&tokenmint(
+        &["token", "mecloud", "--key-id", "user-alice", "--json"],
+        &[],
+    ));
+    let client: serde_json::Value = serde_json::from_str(&client).expect("json");
+    let exchanged = app.post_json("/mecloud/v2/accesstoken", &client).await;
+    let exchanged = crate::helpers::assert_status(exchanged, reqwest::StatusCode::OK).await;
+    assert_eq!(exchanged["keyId"], "user-alice");
+    let accesstoken = exchanged["accesstoken"].as_str().expect("accesstoken");
+    let report = stdout_of(&tokenmint(&["token", "verify", accesstoken], &[]));
+    assert!(
+        report.starts_with("scheme: mecloud accesstoken\nvalid: true"),
+        "{report}"
+    );
+}
+
+#[test]
+fn token_errors_say_in_one_line_what_to_do() {
+    for (args, needle) in [
+        (
+            vec!["token", "twilio", "--identity", "a", "--ttl", "2d"],
+            "ttl must be between 1 and 86400",
+        ),
+        (
+            vec!["token", "twilio", "--identity", "a", "--ttl", "1w"],
+            "write seconds (3600)",
+        ),
+        (
+            vec!["token", "twilio", "--identity", "a", "--key", "SK99"],
+            "use --key with one of",
+        ),
+        (
+            vec!["token", "twilio", "--identity", "a", "--grant", "fax"],
+            "use chat, video",
+        ),
+        (
+            vec!["token", "mecloud", "--key-id", "nope"],
+            "use --key-id with one of",
+        ),
+        (
+            vec!["token", "verify", "not-a-token"],
+            "not a token tokenmint knows",
+        ),
+    ] {
+        let output = tokenmint(&args, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}: nothing on stdout");
+        // The first line says what is wrong and how to fix it (clap adds a pointer to --help below its own).
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.contains(needle), "{args:?}: {stderr}");
+    }
+}
