@@ -39,6 +39,8 @@ pub struct EmbeddedSettings {
     pub max_batch: usize,
     /// Seconds between purges of expired entries.
     pub purge_interval_secs: u64,
+    /// redb's page cache, in MiB (redb's own default, 1 GiB, lets the process grow far past its working set).
+    pub cache_mb: usize,
 }
 
 /// Redis backend settings.

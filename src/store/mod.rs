@@ -111,6 +111,18 @@ pub enum Repeat {
     Different,
 }
 
+/// A replay guard recorded together with a write ([`TokenStore::guarded_issue`]): the request's key, how long it
+/// is remembered, and, for guards that let an exact repeat through, the digest of what the request carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The request's state key.
+    pub key: String,
+    /// `Some`: an exact repeat (same digest) is let through; `None`: any repeat is refused.
+    pub digest: Option<String>,
+    /// How long the request is remembered.
+    pub ttl: Duration,
+}
+
 /// A rate limit: `limit` events per `window`, then a lock-out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -158,6 +170,20 @@ pub trait TokenStore: Send + Sync {
         single_use: bool,
         mark_issued_until: Option<i64>,
     ) -> impl Future<Output = Result<Issued, StoreError>> + Send;
+
+    /// Records `guard` and, unless it is refused (a repeat; with a digest, a repeat with another one), issues or
+    /// extends the record of `key` as [`TokenStore::issue_or_extend`] does. `None` when the guard refused: nothing
+    /// else was written. The embedded store does both in one durable commit; the Redis backends do them in turn
+    /// (the guard and the record live in different hash slots), the guard first.
+    fn guarded_issue(
+        &self,
+        guard: &Guard,
+        key: &RecordKey,
+        candidate: &str,
+        ttl: Duration,
+        single_use: bool,
+        mark_issued_until: Option<i64>,
+    ) -> impl Future<Output = Result<Option<Issued>, StoreError>> + Send;
 
     /// Whether `token` was issued as a record of `key` (with `mark_issued_until`) and that time has not passed.
     fn was_issued(
@@ -301,6 +327,20 @@ impl TokenStore for Store {
         dispatch!(
             self,
             issue_or_extend(key, candidate, ttl, single_use, mark_issued_until)
+        )
+    }
+    async fn guarded_issue(
+        &self,
+        guard: &Guard,
+        key: &RecordKey,
+        candidate: &str,
+        ttl: Duration,
+        single_use: bool,
+        mark_issued_until: Option<i64>,
+    ) -> Result<Option<Issued>, StoreError> {
+        dispatch!(
+            self,
+            guarded_issue(guard, key, candidate, ttl, single_use, mark_issued_until)
         )
     }
     async fn was_issued(&self, key: &RecordKey, token: &str) -> Result<bool, StoreError> {

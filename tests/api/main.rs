@@ -2,6 +2,7 @@
 
 mod cli;
 mod cors;
+mod durability;
 mod health;
 mod helpers;
 mod http_basics;

@@ -925,3 +925,33 @@ async fn two_instances_on_a_redis_cluster_agree_under_races_and_are_ready() {
         "token_revoked"
     );
 }
+
+/// A well-signed call with the system clock's CurTime to a service at `base` (the real binary), with the sample
+/// app; `None` when the service did not answer (it was killed, say).
+pub async fn post_signed(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    form: &str,
+) -> Option<Value> {
+    let nonce = fresh_nonce();
+    let cur_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs()
+        .to_string();
+    client
+        .post(format!("{base}{path}"))
+        .header("AppKey", APP_KEY)
+        .header("CheckSum", checksum(SECRET, &nonce, &cur_time))
+        .header("Nonce", nonce)
+        .header("CurTime", cur_time)
+        .header("Content-Type", FORM)
+        .body(form.to_owned())
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}

@@ -12,6 +12,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port a Redis Cluster node can use: its cluster bus listens on port + 10000, so at most 55535 (the
+/// ephemeral range goes up to 60999).
+pub fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55535 {
+            return port;
+        }
+    }
+}
+
 pub struct RedisServer {
     pub port: u16,
     child: Child,
@@ -165,7 +176,7 @@ impl RedisCluster {
         let mut ports = Vec::new();
         let mut nodes = Vec::new();
         for i in 0..3 * (1 + replicas) {
-            let port = free_port();
+            let port = free_cluster_port();
             let node_dir = dir.join(format!("node{i}"));
             std::fs::create_dir_all(&node_dir).expect("node dir");
             let child = Command::new("redis-server")

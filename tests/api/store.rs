@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokenmint::store::embedded::EmbeddedStore;
 use tokenmint::store::redis::RedisStore;
 use tokenmint::store::{
-    Admission, Backend, EmbeddedSettings, RateLimit, RecordKey, RecordState, RedisSettings, Repeat,
-    StoreSettings, TokenStore,
+    Admission, Backend, EmbeddedSettings, Guard, RateLimit, RecordKey, RecordState, RedisSettings,
+    Repeat, StoreSettings, TokenStore,
 };
 use tokenmint::ttl::{Clock, ManualClock};
 
@@ -31,6 +31,7 @@ pub fn settings(backend: Backend, redis_url: &str) -> StoreSettings {
             group_commit: true,
             max_batch: 256,
             purge_interval_secs: 3600,
+            cache_mb: 16,
         },
         redis: RedisSettings {
             url: redis_url.to_owned().into(),
@@ -536,6 +537,59 @@ async fn requests_are_remembered_with_their_digest_until_the_ttl_ends(
     assert_eq!(seen("bbbb").await, Repeat::First, "forgotten at the end");
 }
 
+async fn a_guarded_issue_writes_the_record_only_when_its_guard_admits_it(
+    h: &Harness<impl TokenStore + Clone + 'static>,
+) {
+    let guard = |key: &str, digest: Option<&str>| Guard {
+        key: key.to_owned(),
+        digest: digest.map(str::to_owned),
+        ttl: TEN_S,
+    };
+    let issue = |guard: Guard, uid: &'static str, candidate: &'static str| {
+        let store = h.store.clone();
+        let until = h.clock.now_millis() + 10_000;
+        async move {
+            store
+                .guarded_issue(&guard, &key(uid, "r"), candidate, TEN_S, false, Some(until))
+                .await
+                .expect("guarded issue")
+        }
+    };
+
+    // With a digest: an exact repeat is a retry (the same token); another digest is refused, writing nothing.
+    let first = issue(guard("g-1", Some("aaaa")), "u1", "tok-1")
+        .await
+        .expect("admitted");
+    assert!(first.created);
+    let retry = issue(guard("g-1", Some("aaaa")), "u1", "tok-other")
+        .await
+        .expect("a retry");
+    assert_eq!(retry.record.token, "tok-1");
+    assert!(issue(guard("g-1", Some("bbbb")), "u2", "tok-2")
+        .await
+        .is_none());
+    assert_eq!(
+        h.store
+            .use_token(&key("u2", "r"), "tok-2")
+            .await
+            .expect("use"),
+        Admission::Unknown,
+        "a refused guard wrote no record"
+    );
+    assert!(!h
+        .store
+        .was_issued(&key("u2", "r"), "tok-2")
+        .await
+        .expect("read"));
+
+    // Without a digest: any repeat is refused.
+    assert!(issue(guard("g-2", None), "u3", "tok-3").await.is_some());
+    assert!(issue(guard("g-2", None), "u3", "tok-3").await.is_none());
+    // Forgotten after its time to live.
+    h.clock.advance(TEN_S);
+    assert!(issue(guard("g-2", None), "u4", "tok-4").await.is_some());
+}
+
 async fn ping_answers(h: &Harness<impl TokenStore + Clone + 'static>) {
     h.store.ping().await.expect("ping");
 }
@@ -586,5 +640,6 @@ conformance!(
     sixty_four_racing_issues_on_one_key_agree_on_one_token,
     an_issued_token_is_marked_with_its_record_until_the_given_time,
     requests_are_remembered_with_their_digest_until_the_ttl_ends,
+    a_guarded_issue_writes_the_record_only_when_its_guard_admits_it,
     ping_answers,
 );

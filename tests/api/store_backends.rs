@@ -303,7 +303,8 @@ impl Drop for Extra {
 }
 
 fn start_redis(port_args: impl Fn(u16) -> Vec<String>) -> Extra {
-    let port = crate::helpers::free_port();
+    // Low enough for a cluster node's bus port (port + 10000) too.
+    let port = crate::redis_server::free_cluster_port();
     let child = std::process::Command::new("redis-server")
         .args(port_args(port))
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])

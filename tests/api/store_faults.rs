@@ -375,9 +375,22 @@ async fn a_killed_cluster_master_fails_over_and_tokenmint_recovers_without_a_res
         ],
     )
     .await;
+    // A cluster just started may still be syncing its replicas: a write they cannot acknowledge yet is a 503
+    // (retry later), so each first issue is retried for a while.
     let mut tokens = Vec::new();
+    let started = std::time::Instant::now();
     for uid in 0..30 {
-        tokens.push(get_token(&app, &format!("uid={uid}&expireAt=3600")).await);
+        let token = loop {
+            let answer = call(&app, GET_TOKEN, &format!("uid={uid}&expireAt=3600")).await;
+            match answer["code"].as_i64() {
+                Some(200) => break answer["token"].as_str().expect("token").to_owned(),
+                Some(503) if started.elapsed() < Duration::from_secs(30) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => panic!("before the failover: {answer}"),
+            }
+        };
+        tokens.push(token);
     }
     let victim = cluster.master_ports()[0];
     cluster.kill(victim);

@@ -30,6 +30,7 @@ fn settings(
             group_commit,
             max_batch: 256,
             purge_interval_secs: 3600,
+            cache_mb: 16,
         },
         redis: RedisSettings {
             url: url.to_owned().into(),

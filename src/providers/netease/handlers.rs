@@ -18,20 +18,71 @@ use super::wire::{schema, success, AuthHeaders, Code, Form, NeteaseError};
 use super::{token, App, NeteaseProvider, TOKEN_INVALID};
 use crate::extract::BodyLimit;
 use crate::store::keys::{Counter, StateKey};
-use crate::store::{Admission, RecordKey, Repeat, TokenStore};
+use crate::store::{Admission, Guard, RecordKey, Repeat, TokenStore};
 
-/// An authenticated call: the app, the secret whose CheckSum matched, and the form.
+/// An authenticated call: the app, the secret whose CheckSum matched, the form, and its replay guard while it
+/// is still to be recorded.
 struct Call<'a> {
     app: &'a App,
     secret: &'a SecretString,
     form: Form,
+    guard: Option<Guard>,
+}
+
+impl Call<'_> {
+    /// Records the replay guard now, alone: 431 for a refused repeat.
+    async fn record_guard(&mut self, provider: &NeteaseProvider) -> Result<(), NeteaseError> {
+        let Some(guard) = self.guard.take() else {
+            return Ok(());
+        };
+        let admitted = match &guard.digest {
+            Some(digest) => {
+                provider
+                    .store
+                    .remember_request(&guard.key, digest, guard.ttl)
+                    .await?
+                    != Repeat::Different
+            }
+            None => provider.store.remember_once(&guard.key, guard.ttl).await?,
+        };
+        if admitted {
+            Ok(())
+        } else {
+            Err(replayed(provider.replay_guard))
+        }
+    }
+
+    /// The answer to a call that failed before its guard was recorded: the guard is recorded anyway (captured
+    /// headers must not carry another body later), and a refused repeat is answered 431, as it would have been.
+    async fn fail(&mut self, provider: &NeteaseProvider, error: NeteaseError) -> NeteaseError {
+        match self.record_guard(provider).await {
+            Ok(()) => error,
+            Err(refused) => refused,
+        }
+    }
+}
+
+/// 431: the request repeats headers already seen.
+fn replayed(mode: ReplayGuard) -> NeteaseError {
+    NeteaseError::new(
+        Code::Replayed,
+        match mode {
+            ReplayGuard::Idempotent => {
+                "request repeated: this AppKey, Nonce and CurTime were already used with another body"
+            }
+            _ => "request repeated: this AppKey, Nonce and CurTime were already used",
+        },
+    )
 }
 
 /// Reads the body, then authenticates: headers, CurTime window, CheckSum (constant time, every secret of the
-/// app), app status, replay guard; then parses the form.
+/// app), app status, replay guard; then parses the form. With `defer_guard` the guard is left in the call for
+/// the caller to record with its own write (getToken: one durable commit for both); otherwise it is recorded
+/// here.
 async fn authenticate(
     provider: &NeteaseProvider,
     request: Request,
+    defer_guard: bool,
 ) -> Result<Call<'_>, NeteaseError> {
     let limit = BodyLimit::of(&request);
     let (parts, body) = request.into_parts();
@@ -63,32 +114,34 @@ async fn authenticate(
     let until = auth.cur_time.saturating_add(window).saturating_add(1);
     let ttl = Duration::from_secs(u64::try_from((until - now).max(1)).unwrap_or(1));
     let key = StateKey::netease_replay(&app.app_key, auth.cur_time, auth.nonce);
-    let replayed = match provider.replay_guard {
-        ReplayGuard::Off => false,
-        ReplayGuard::Strict => !provider.store.remember_once(key.as_str(), ttl).await?,
-        ReplayGuard::Idempotent => {
-            // The body's digest is remembered with the headers: the same body again is a retry.
-            let digest = hex::encode(Sha256::digest(&body));
-            provider
-                .store
-                .remember_request(key.as_str(), &digest, ttl)
-                .await?
-                == Repeat::Different
-        }
+    let guard = match provider.replay_guard {
+        ReplayGuard::Off => None,
+        ReplayGuard::Strict => Some(Guard {
+            key: key.as_str().to_owned(),
+            digest: None,
+            ttl,
+        }),
+        // The body's digest is remembered with the headers: the same body again is a retry.
+        ReplayGuard::Idempotent => Some(Guard {
+            key: key.as_str().to_owned(),
+            digest: Some(hex::encode(Sha256::digest(&body))),
+            ttl,
+        }),
     };
-    if replayed {
-        return Err(NeteaseError::new(
-            Code::Replayed,
-            match provider.replay_guard {
-                ReplayGuard::Idempotent => {
-                    "request repeated: this AppKey, Nonce and CurTime were already used with another body"
-                }
-                _ => "request repeated: this AppKey, Nonce and CurTime were already used",
-            },
-        ));
+    let mut call = Call {
+        app,
+        secret,
+        form: Form::default(),
+        guard,
+    };
+    if !defer_guard {
+        call.record_guard(provider).await?;
     }
-    let form = Form::parse(&parts.headers, &body)?;
-    Ok(Call { app, secret, form })
+    match Form::parse(&parts.headers, &body) {
+        Ok(form) => call.form = form,
+        Err(e) => return Err(call.fail(provider, e).await),
+    }
+    Ok(call)
 }
 
 fn record_key(app: &App, uid: Uid, channel: &str) -> RecordKey {
@@ -164,7 +217,70 @@ pub(super) async fn get_token(
 }
 
 async fn issue(provider: &NeteaseProvider, request: Request) -> Result<String, NeteaseError> {
-    let call = authenticate(provider, request).await?;
+    let mut call = authenticate(provider, request, true).await?;
+    if call.app.rate.is_some() {
+        // A rate-limited app counts only requests its guard admitted (a replay must not use up its allowance),
+        // so its guard is recorded first, on its own.
+        call.record_guard(provider).await?;
+    }
+    let Prepared {
+        uid,
+        single_use,
+        ttl,
+        channel,
+    } = match prepare(provider, &call).await {
+        Ok(prepared) => prepared,
+        Err(e) => return Err(call.fail(provider, e).await),
+    };
+
+    let now_ms = provider.next_cur_time();
+    let signature = token::signature(
+        &call.app.app_key,
+        uid.get(),
+        now_ms,
+        ttl.as_secs(),
+        channel.as_str(),
+        call.secret.expose_secret(),
+    );
+    let candidate = token::encode(&signature, now_ms, ttl.as_secs());
+    // The candidate is marked as issued by tokenmint in the same atomic step that makes it the record, until the
+    // expiry it claims: from then on it is governed by its record only and can never pass as self-computed.
+    let until = now_ms.saturating_add(i64::from(ttl.as_secs()) * 1000);
+    let key = record_key(call.app, uid, channel.as_str());
+    let issued = match call.guard.take() {
+        // The replay guard and the record in one durable write (one commit on the embedded store).
+        Some(guard) => provider
+            .store
+            .guarded_issue(
+                &guard,
+                &key,
+                &candidate,
+                ttl.as_duration(),
+                single_use,
+                Some(until),
+            )
+            .await?
+            .ok_or_else(|| replayed(provider.replay_guard))?,
+        None => {
+            provider
+                .store
+                .issue_or_extend(&key, &candidate, ttl.as_duration(), single_use, Some(until))
+                .await?
+        }
+    };
+    tracing::debug!(created = issued.created, "netease token issued");
+    Ok(issued.record.token)
+}
+
+/// A getToken call's parameters, checked, and its rate limit counted.
+struct Prepared {
+    uid: Uid,
+    single_use: bool,
+    ttl: crate::ttl::Ttl,
+    channel: ChannelName,
+}
+
+async fn prepare(provider: &NeteaseProvider, call: &Call<'_>) -> Result<Prepared, NeteaseError> {
     let uid = Uid::try_from(call.form.get("uid"))?;
     let single_use = !domain::repeat_use(call.form.get("repeatUse"))?;
     let requested = match call.form.get("expireAt") {
@@ -183,27 +299,12 @@ async fn issue(provider: &NeteaseProvider, request: Request) -> Result<String, N
         .map_err(|e| NeteaseError::param(e.to_string().replacen("ttl", "expireAt", 1)))?;
     let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
     rate_limit(provider, call.app, Counter::Issue).await?;
-
-    let now_ms = provider.next_cur_time();
-    let signature = token::signature(
-        &call.app.app_key,
-        uid.get(),
-        now_ms,
-        ttl.as_secs(),
-        channel.as_str(),
-        call.secret.expose_secret(),
-    );
-    let candidate = token::encode(&signature, now_ms, ttl.as_secs());
-    // The candidate is marked as issued by tokenmint in the same atomic step that makes it the record, until the
-    // expiry it claims: from then on it is governed by its record only and can never pass as self-computed.
-    let until = now_ms.saturating_add(i64::from(ttl.as_secs()) * 1000);
-    let key = record_key(call.app, uid, channel.as_str());
-    let issued = provider
-        .store
-        .issue_or_extend(&key, &candidate, ttl.as_duration(), single_use, Some(until))
-        .await?;
-    tracing::debug!(created = issued.created, "netease token issued");
-    Ok(issued.record.token)
+    Ok(Prepared {
+        uid,
+        single_use,
+        ttl,
+        channel,
+    })
 }
 
 #[utoipa::path(
@@ -230,7 +331,7 @@ pub(super) async fn verify_token(
 }
 
 async fn admit(provider: &NeteaseProvider, request: Request) -> Result<Value, NeteaseError> {
-    let call = authenticate(provider, request).await?;
+    let call = authenticate(provider, request, false).await?;
     let uid = Uid::try_from(call.form.get("uid"))?;
     let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
     let raw = call.form.get("token").unwrap_or_default();
@@ -342,7 +443,7 @@ pub(super) async fn revoke_token(
 /// own tokens, and nothing is stored for a token that could never pass); it is checked before anything is
 /// written. Revocations count against the app's rate limit like getToken calls, on their own counter.
 async fn revoke(provider: &NeteaseProvider, request: Request) -> Result<bool, NeteaseError> {
-    let call = authenticate(provider, request).await?;
+    let call = authenticate(provider, request, false).await?;
     let uid = Uid::try_from(call.form.get("uid"))?;
     let channel = ChannelName::parse(call.form.get("channelName"), provider.max_channel_chars)?;
     let blocked = match call.form.get("token").filter(|t| !t.is_empty()) {

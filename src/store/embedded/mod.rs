@@ -26,8 +26,9 @@ use tokio::sync::mpsc;
 use self::writer::{open_database, storage, submit, writer, Job, OpError, Shared};
 
 use super::{
-    issue_step, millis, rate_step, use_step, Admission, EmbeddedSettings, Issued, RateDecision,
-    RateLimit, RecordKey, RecordState, Repeat, StoreError, StoreMetrics, TokenRecord, TokenStore,
+    issue_step, millis, rate_step, use_step, Admission, EmbeddedSettings, Guard, Issued,
+    RateDecision, RateLimit, RecordKey, RecordState, Repeat, StoreError, StoreMetrics, TokenRecord,
+    TokenStore,
 };
 use crate::ttl::SharedClock;
 
@@ -99,6 +100,97 @@ fn check_existing_file(path: &Path) -> Result<bool, StoreError> {
     }
 }
 
+/// An issue-or-extend, ready to run inside a write transaction.
+struct IssueJob {
+    key: String,
+    candidate: String,
+    ttl: Duration,
+    single_use: bool,
+    marker: Option<(String, i64)>,
+}
+
+impl IssueJob {
+    fn new(
+        key: &RecordKey,
+        candidate: &str,
+        ttl: Duration,
+        single_use: bool,
+        mark_issued_until: Option<i64>,
+    ) -> Self {
+        Self {
+            marker: mark_issued_until.map(|until| (super::issued_id(key, candidate), until)),
+            key: key.encoded(),
+            candidate: candidate.to_owned(),
+            ttl,
+            single_use,
+        }
+    }
+
+    fn run(&self, txn: &WriteTransaction, now: i64) -> Result<Issued, OpError> {
+        let mut table = txn.open_table(RECORDS).map_err(storage)?;
+        let existing = read_record(&table, &self.key)?;
+        let issued = issue_step(existing, &self.candidate, now, self.ttl, self.single_use);
+        table
+            .insert(self.key.as_str(), encode(&issued.record)?.as_slice())
+            .map_err(storage)?;
+        // In the same transaction as the record: no issued token is ever stored without its marker.
+        if let (true, Some((marker, until))) = (issued.created, &self.marker) {
+            txn.open_table(ISSUED)
+                .map_err(storage)?
+                .insert(marker.as_str(), *until)
+                .map_err(storage)?;
+        }
+        Ok(issued)
+    }
+}
+
+/// Records `key` for `ttl` unless it is remembered; `true` the first time.
+fn remember_once_in(
+    txn: &WriteTransaction,
+    key: &str,
+    ttl: Duration,
+    now: i64,
+) -> Result<bool, OpError> {
+    let mut table = txn.open_table(ONCE).map_err(storage)?;
+    let seen = table
+        .get(key)
+        .map_err(storage)?
+        .is_some_and(|until| until.value() > now);
+    if !seen {
+        table
+            .insert(key, now.saturating_add(millis(ttl)))
+            .map_err(storage)?;
+    }
+    Ok(!seen)
+}
+
+/// Records request `key` with `digest` for `ttl` unless it is remembered; says whether it was new, the same or
+/// another request.
+fn remember_request_in(
+    txn: &WriteTransaction,
+    key: &str,
+    digest: &str,
+    ttl: Duration,
+    now: i64,
+) -> Result<Repeat, OpError> {
+    let mut table = txn.open_table(REQUESTS).map_err(storage)?;
+    let seen = table.get(key).map_err(storage)?.and_then(|stored| {
+        let stored = stored.value();
+        let until = i64::from_be_bytes(stored.get(..8)?.try_into().ok()?);
+        (until > now).then(|| stored[8..] == *digest.as_bytes())
+    });
+    match seen {
+        Some(true) => Ok(Repeat::Same),
+        Some(false) => Ok(Repeat::Different),
+        None => {
+            let mut value = now.saturating_add(millis(ttl)).to_be_bytes().to_vec();
+            value.extend_from_slice(digest.as_bytes());
+            table.insert(key, value.as_slice()).map_err(storage)?;
+            Ok(Repeat::First)
+        }
+    }
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the database file and starts the writer thread and the purger.
     pub fn open(settings: &EmbeddedSettings, clock: SharedClock) -> Result<Self, StoreError> {
@@ -116,7 +208,8 @@ impl EmbeddedStore {
                 .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
         let created = check_existing_file(&settings.path)?;
-        let db = open_database(&settings.path).map_err(unavailable)?;
+        let cache_bytes = settings.cache_mb.max(1).saturating_mul(1 << 20);
+        let db = open_database(&settings.path, cache_bytes).map_err(unavailable)?;
         if created {
             tracing::warn!(
                 path = %settings.path.display(),
@@ -126,6 +219,7 @@ impl EmbeddedStore {
         }
         let shared = Arc::new(Shared {
             path: settings.path.clone(),
+            cache_bytes,
             db: RwLock::new(Some(Arc::new(db))),
             writable: AtomicBool::new(true),
             batch_size: metrics.batch_size.clone(),
@@ -190,23 +284,36 @@ impl TokenStore for EmbeddedStore {
         single_use: bool,
         mark_issued_until: Option<i64>,
     ) -> Result<Issued, StoreError> {
-        let marker = mark_issued_until.map(|until| (super::issued_id(key, candidate), until));
-        let (key, candidate, now) = (key.encoded(), candidate.to_owned(), self.clock.now_millis());
+        let issue = IssueJob::new(key, candidate, ttl, single_use, mark_issued_until);
+        let now = self.clock.now_millis();
+        self.write(move |txn| issue.run(txn, now)).await
+    }
+
+    async fn guarded_issue(
+        &self,
+        guard: &Guard,
+        key: &RecordKey,
+        candidate: &str,
+        ttl: Duration,
+        single_use: bool,
+        mark_issued_until: Option<i64>,
+    ) -> Result<Option<Issued>, StoreError> {
+        let issue = IssueJob::new(key, candidate, ttl, single_use, mark_issued_until);
+        let (guard, now) = (guard.clone(), self.clock.now_millis());
+        // One transaction, one commit: the guard and the record are durable together or not at all.
         self.write(move |txn| {
-            let mut table = txn.open_table(RECORDS).map_err(storage)?;
-            let existing = read_record(&table, &key)?;
-            let issued = issue_step(existing, &candidate, now, ttl, single_use);
-            table
-                .insert(key.as_str(), encode(&issued.record)?.as_slice())
-                .map_err(storage)?;
-            // In the same transaction as the record: no issued token is ever stored without its marker.
-            if let (true, Some((marker, until))) = (issued.created, marker) {
-                txn.open_table(ISSUED)
-                    .map_err(storage)?
-                    .insert(marker.as_str(), until)
-                    .map_err(storage)?;
+            let admitted = match &guard.digest {
+                Some(digest) => {
+                    remember_request_in(txn, &guard.key, digest, guard.ttl, now)?
+                        != Repeat::Different
+                }
+                None => remember_once_in(txn, &guard.key, guard.ttl, now)?,
+            };
+            if admitted {
+                issue.run(txn, now).map(Some)
+            } else {
+                Ok(None)
             }
-            Ok(issued)
         })
         .await
     }
@@ -262,20 +369,8 @@ impl TokenStore for EmbeddedStore {
 
     async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let (key, now) = (key.to_owned(), self.clock.now_millis());
-        self.write(move |txn| {
-            let mut table = txn.open_table(ONCE).map_err(storage)?;
-            let seen = table
-                .get(key.as_str())
-                .map_err(storage)?
-                .is_some_and(|until| until.value() > now);
-            if !seen {
-                table
-                    .insert(key.as_str(), now.saturating_add(millis(ttl)))
-                    .map_err(storage)?;
-            }
-            Ok(!seen)
-        })
-        .await
+        self.write(move |txn| remember_once_in(txn, &key, ttl, now))
+            .await
     }
 
     async fn remember_request(
@@ -285,30 +380,8 @@ impl TokenStore for EmbeddedStore {
         ttl: Duration,
     ) -> Result<Repeat, StoreError> {
         let (key, digest, now) = (key.to_owned(), digest.to_owned(), self.clock.now_millis());
-        self.write(move |txn| {
-            let mut table = txn.open_table(REQUESTS).map_err(storage)?;
-            let seen = table
-                .get(key.as_str())
-                .map_err(storage)?
-                .and_then(|stored| {
-                    let stored = stored.value();
-                    let until = i64::from_be_bytes(stored.get(..8)?.try_into().ok()?);
-                    (until > now).then(|| stored[8..] == *digest.as_bytes())
-                });
-            match seen {
-                Some(true) => Ok(Repeat::Same),
-                Some(false) => Ok(Repeat::Different),
-                None => {
-                    let mut value = now.saturating_add(millis(ttl)).to_be_bytes().to_vec();
-                    value.extend_from_slice(digest.as_bytes());
-                    table
-                        .insert(key.as_str(), value.as_slice())
-                        .map_err(storage)?;
-                    Ok(Repeat::First)
-                }
-            }
-        })
-        .await
+        self.write(move |txn| remember_request_in(txn, &key, &digest, ttl, now))
+            .await
     }
 
     async fn hit(&self, key: &str, limit: &RateLimit) -> Result<RateDecision, StoreError> {

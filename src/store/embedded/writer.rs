@@ -42,6 +42,8 @@ pub(super) type Job = Box<dyn FnOnce(&WriteTransaction) -> Step + Send>;
 /// The database handle, shared by readers and the writer, and whether writes currently work.
 pub(super) struct Shared {
     pub(super) path: PathBuf,
+    /// redb's page cache, in bytes.
+    pub(super) cache_bytes: usize,
     /// `None` while the writer closes and reopens the database after a storage failure.
     pub(super) db: RwLock<Option<Arc<Database>>>,
     /// False from a failed write until a write succeeds again.
@@ -84,7 +86,7 @@ impl Shared {
         if let Some(db) = self.handle() {
             return Ok(db);
         }
-        let db = Arc::new(open_database(&self.path)?);
+        let db = Arc::new(open_database(&self.path, self.cache_bytes)?);
         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db.clone());
         tracing::info!(path = %self.path.display(), "token store reopened after a write failure");
         Ok(db)
@@ -92,8 +94,11 @@ impl Shared {
 }
 
 /// Opens the file and makes sure every table exists, so read transactions always find them.
-pub(super) fn open_database(path: &Path) -> Result<Database, String> {
-    let db = Database::create(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+pub(super) fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, String> {
+    let db = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     {
         txn.open_table(RECORDS).map_err(|e| e.to_string())?;

@@ -28,8 +28,8 @@ use self::epoch::{Epoch, ACKNOWLEDGED};
 use self::scripts::Scripts;
 
 use super::{
-    millis, Admission, Issued, RateDecision, RateLimit, RecordKey, RecordState, RedisSettings,
-    Repeat, ResetPolicy, StoreError, TokenRecord, TokenStore,
+    millis, Admission, Guard, Issued, RateDecision, RateLimit, RecordKey, RecordState,
+    RedisSettings, Repeat, ResetPolicy, StoreError, TokenRecord, TokenStore,
 };
 use crate::ttl::SharedClock;
 
@@ -299,6 +299,31 @@ impl TokenStore for RedisStore {
             allowed: allowed == 1,
             reset_at_ms,
         })
+    }
+
+    async fn guarded_issue(
+        &self,
+        guard: &Guard,
+        key: &RecordKey,
+        candidate: &str,
+        ttl: Duration,
+        single_use: bool,
+        mark_issued_until: Option<i64>,
+    ) -> Result<Option<Issued>, StoreError> {
+        // The guard and the record live in different hash slots: one after the other, the guard first, so a
+        // refused request writes nothing else.
+        let admitted = match &guard.digest {
+            Some(digest) => {
+                self.remember_request(&guard.key, digest, guard.ttl).await? != Repeat::Different
+            }
+            None => self.remember_once(&guard.key, guard.ttl).await?,
+        };
+        if !admitted {
+            return Ok(None);
+        }
+        self.issue_or_extend(key, candidate, ttl, single_use, mark_issued_until)
+            .await
+            .map(Some)
     }
 
     async fn was_issued(&self, key: &RecordKey, token: &str) -> Result<bool, StoreError> {
