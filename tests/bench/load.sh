@@ -96,6 +96,11 @@ run "embedded: twilio mint" "$base/twilio/v1/tokens" -s tests/bench/twilio_mint.
 run "minimal axum HS256 signer" "http://127.0.0.1:$signer_port/sign" -s tests/bench/twilio_mint.lua
 netease_requests embedded 1
 run "embedded: netease getToken" "$base$netease" -s tests/bench/netease_realistic.lua
+# Latency at half the peak rate just measured (each connection paced by the script).
+half=$(awk -v r="${rps[embedded: netease getToken]}" 'BEGIN { printf "%d", r / 2 }')
+netease_requests embedded-half 300000000
+TOKENMINT_BENCH_RATE=$half TOKENMINT_BENCH_CONNECTIONS=$connections \
+  run "embedded: netease getToken at half peak" "$base$netease" -s tests/bench/netease_realistic.lua
 run "embedded: mecloud exchange" "$base/mecloud/v2/accesstoken" -s tests/bench/mecloud_exchange.lua
 run "embedded: healthz again" "$base/healthz"
 embedded_rss=$(awk '/VmHWM/ {print $2, $3}' "/proc/$service_pid/status")

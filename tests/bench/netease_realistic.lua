@@ -35,6 +35,14 @@ request = function()
   return wrk.format(nil, nil, nil, "uid=" .. uid .. "&channelName=bench&expireAt=600")
 end
 
+-- TOKENMINT_BENCH_RATE (requests per second, all connections together, with TOKENMINT_BENCH_CONNECTIONS): pace
+-- each connection so the whole run offers that rate, for latency at a given load rather than at saturation.
+local rate = tonumber(os.getenv("TOKENMINT_BENCH_RATE") or "")
+local conns = tonumber(os.getenv("TOKENMINT_BENCH_CONNECTIONS") or "")
+if rate and conns and rate > 0 then
+  delay = function() return 1000 * conns / rate end
+end
+
 response = function(status, headers, body)
   if status == 200 and body:find('"code":200', 1, true) then ok = ok + 1 else failed = failed + 1 end
 end
