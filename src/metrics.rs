@@ -220,9 +220,12 @@ impl Metrics {
             Action::Issue if ok => {
                 self.issued.get_or_create(&provider).inc();
             }
-            Action::Verify if (200..300).contains(&status) || status == 401 => {
-                // A verification that ran: valid, or invalid with its reason (MeCloud answers an invalid
-                // accesstoken 401, the others 200 with the reason in the body).
+            // A verification that ran: valid, or invalid with its reason. MeCloud answers an invalid accesstoken
+            // 401; elsewhere a 401 is the caller's own credentials failing, not a verification.
+            Action::Verify
+                if (200..300).contains(&status)
+                    || (status == 401 && route.provider == "mecloud") =>
+            {
                 self.verifications
                     .get_or_create(&VerifyLabels {
                         provider: route.provider,

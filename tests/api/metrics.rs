@@ -41,6 +41,15 @@ async fn metrics_count_tokens_verifications_and_netease_codes_by_outcome() {
     let last = if token.ends_with('x') { "y" } else { "x" };
     let tampered = format!("{}{last}", &token[..token.len() - 1]);
     assert_eq!(app.verify(KEY_2, &tampered).await["valid"], false);
+    // The caller's own credentials failing is not a verification.
+    let unauthorized = app
+        .post_twilio(
+            "/twilio/v1/tokens/verify",
+            (KEY_1.0, "not-the-secret"),
+            &json!({ "token": token }),
+        )
+        .await;
+    assert_eq!(unauthorized.status(), 401);
     let issued = netease::get_token(&app, "uid=424242").await;
     // A NetEase failure is HTTP 200: only the code tells it apart.
     let refused = netease::call(&app, GET_TOKEN, "uid=not-a-number").await;
@@ -73,6 +82,10 @@ async fn metrics_count_tokens_verifications_and_netease_codes_by_outcome() {
         })
         .unwrap_or_else(|| panic!("an invalid verification with its reason: {text}"));
     assert!(invalid.ends_with(" 1"), "{invalid}");
+    assert!(
+        !text.contains("reason=\"invalid_credentials\""),
+        "a 401 for the caller's credentials is not counted as a verification: {text}"
+    );
     assert_eq!(
         sample(
             &text,
