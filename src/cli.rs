@@ -19,6 +19,7 @@ use tower::ServiceExt;
 
 use crate::config::Settings;
 use crate::http::{router, AppState};
+use crate::providers::twilio::config::TwilioApiKeySettings;
 use crate::ttl::SystemClock;
 
 /// `tokenmint token …`.
@@ -316,12 +317,7 @@ async fn twilio(
     settings: &Settings,
     args: TwilioArgs,
 ) -> Result<String, CliError> {
-    let keys: Vec<_> = settings
-        .twilio
-        .accounts
-        .values()
-        .flat_map(|account| account.api_keys.values())
-        .collect();
+    let keys = twilio_keys(settings);
     let key = match &args.key {
         Some(sid) => keys.iter().find(|k| k.sid.as_str() == sid),
         None => keys.first(),
@@ -342,15 +338,9 @@ async fn twilio(
     if let Some(region) = args.region {
         body["region"] = json!(region);
     }
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        key.sid.as_str(),
-        key.secret.expose_secret()
-    ));
     let (status, answer) = app
         .call(json_body(
-            request(Method::POST, "/twilio/v1/tokens")
-                .header(header::AUTHORIZATION, format!("Basic {basic}")),
+            request(Method::POST, "/twilio/v1/tokens").header(header::AUTHORIZATION, basic(key)),
             &body,
         ))
         .await?;
@@ -358,6 +348,25 @@ async fn twilio(
         return Err(refusal(&answer));
     }
     print(args.json, &answer, "token")
+}
+
+/// Every configured Twilio API key, in configuration order.
+fn twilio_keys(settings: &Settings) -> Vec<&TwilioApiKeySettings> {
+    settings
+        .twilio
+        .accounts
+        .values()
+        .flat_map(|account| account.api_keys.values())
+        .collect()
+}
+
+/// The HTTP Basic credentials of `key`, as the Twilio routes take them.
+fn basic(key: &TwilioApiKeySettings) -> String {
+    let credentials = format!("{}:{}", key.sid.as_str(), key.secret.expose_secret());
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
 }
 
 /// The app whose AppKey is `wanted`, or the only one.
@@ -532,26 +541,18 @@ async fn verify(
         let claims = jwt_part(token, 1).unwrap_or(Value::Null);
         if header["cty"] == "twilio-fpa;v=1" {
             let iss = claims["iss"].as_str().unwrap_or_default();
-            let key = settings
-                .twilio
-                .accounts
-                .values()
-                .flat_map(|a| a.api_keys.values())
+            let key = twilio_keys(settings)
+                .into_iter()
                 .find(|k| k.sid.as_str() == iss)
                 .ok_or_else(|| {
                     CliError::Invalid(format!(
                         "scheme: twilio\nvalid: false\nreason: unknown_key (signed by {iss}, which is not configured)"
                     ))
                 })?;
-            let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-                "{}:{}",
-                key.sid.as_str(),
-                key.secret.expose_secret()
-            ));
             let (_, answer) = app
                 .call(json_body(
                     request(Method::POST, "/twilio/v1/tokens/verify")
-                        .header(header::AUTHORIZATION, format!("Basic {basic}")),
+                        .header(header::AUTHORIZATION, basic(key)),
                     &json!({ "token": token }),
                 ))
                 .await?;

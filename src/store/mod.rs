@@ -123,6 +123,19 @@ pub struct Guard {
     pub ttl: Duration,
 }
 
+impl Guard {
+    /// Records this guard on its own; `false` when it refuses the request (a repeat; with a digest, a repeat with
+    /// another one).
+    pub async fn record(&self, store: &impl TokenStore) -> Result<bool, StoreError> {
+        Ok(match &self.digest {
+            Some(digest) => {
+                store.remember_request(&self.key, digest, self.ttl).await? != Repeat::Different
+            }
+            None => store.remember_once(&self.key, self.ttl).await?,
+        })
+    }
+}
+
 /// A rate limit: `limit` events per `window`, then a lock-out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {

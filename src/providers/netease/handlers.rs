@@ -18,7 +18,7 @@ use super::wire::{schema, success, AuthHeaders, Code, Form, NeteaseError};
 use super::{token, App, NeteaseProvider, TOKEN_INVALID};
 use crate::extract::BodyLimit;
 use crate::store::keys::{Counter, StateKey};
-use crate::store::{Admission, Guard, RecordKey, Repeat, TokenStore};
+use crate::store::{Admission, Guard, RecordKey, TokenStore};
 
 /// An authenticated call: the app, the secret whose CheckSum matched, the form, and its replay guard while it
 /// is still to be recorded.
@@ -35,17 +35,7 @@ impl Call<'_> {
         let Some(guard) = self.guard.take() else {
             return Ok(());
         };
-        let admitted = match &guard.digest {
-            Some(digest) => {
-                provider
-                    .store
-                    .remember_request(&guard.key, digest, guard.ttl)
-                    .await?
-                    != Repeat::Different
-            }
-            None => provider.store.remember_once(&guard.key, guard.ttl).await?,
-        };
-        if admitted {
+        if guard.record(&provider.store).await? {
             Ok(())
         } else {
             Err(replayed(provider.replay_guard))
@@ -196,12 +186,7 @@ async fn rate_limit(
 #[utoipa::path(
     post, path = "/nimserver/user/getToken.action", tag = "netease",
     request_body(content = schema::GetTokenForm, content_type = "application/x-www-form-urlencoded"),
-    params(
-        ("AppKey" = String, Header, description = "The app's AppKey"),
-        ("Nonce" = String, Header, description = "A random string, at most 128 characters, new for each request"),
-        ("CurTime" = String, Header, description = "Unix seconds, within netease.curtime_window_secs of the server"),
-        ("CheckSum" = String, Header, description = "hex(SHA1(AppSecret + Nonce + CurTime)), lowercase"),
-    ),
+    params(schema::AuthHeaders),
     responses(
         (status = 200, description = "The token, or NetEase's failure envelope; failures are HTTP 200 too, with NetEase's code", body = schema::GetTokenAnswer),
     )
@@ -310,12 +295,7 @@ async fn prepare(provider: &NeteaseProvider, call: &Call<'_>) -> Result<Prepared
 #[utoipa::path(
     post, path = "/nimserver/user/verifyToken.action", tag = "netease",
     request_body(content = schema::VerifyTokenForm, content_type = "application/x-www-form-urlencoded"),
-    params(
-        ("AppKey" = String, Header, description = "The app's AppKey"),
-        ("Nonce" = String, Header, description = "A random string, at most 128 characters, new for each request"),
-        ("CurTime" = String, Header, description = "Unix seconds, within netease.curtime_window_secs of the server"),
-        ("CheckSum" = String, Header, description = "hex(SHA1(AppSecret + Nonce + CurTime)), lowercase"),
-    ),
+    params(schema::AuthHeaders),
     responses(
         (status = 200, description = "Admitted, or NetEase's failure envelope; failures are HTTP 200 too, with NetEase's code", body = schema::VerifyTokenAnswer),
     )
@@ -418,12 +398,7 @@ async fn self_computed(
 #[utoipa::path(
     post, path = "/nimserver/user/revokeToken.action", tag = "netease",
     request_body(content = schema::RevokeTokenForm, content_type = "application/x-www-form-urlencoded"),
-    params(
-        ("AppKey" = String, Header, description = "The app's AppKey"),
-        ("Nonce" = String, Header, description = "A random string, at most 128 characters, new for each request"),
-        ("CurTime" = String, Header, description = "Unix seconds, within netease.curtime_window_secs of the server"),
-        ("CheckSum" = String, Header, description = "hex(SHA1(AppSecret + Nonce + CurTime)), lowercase"),
-    ),
+    params(schema::AuthHeaders),
     responses(
         (status = 200, description = "Revoked, or NetEase's failure envelope; failures are HTTP 200 too, with NetEase's code", body = schema::RevokeTokenAnswer),
     )

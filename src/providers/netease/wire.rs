@@ -276,6 +276,20 @@ pub(super) mod schema {
     use serde::Serialize;
     use utoipa::ToSchema;
 
+    /// The four authentication headers every call carries.
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Header, rename_all = "PascalCase")]
+    pub struct AuthHeaders {
+        /// The app's AppKey.
+        app_key: String,
+        /// A random string, at most 128 characters, new for each request.
+        nonce: String,
+        /// Unix seconds, within netease.curtime_window_secs of the server.
+        cur_time: String,
+        /// hex(SHA1(AppSecret + Nonce + CurTime)), lowercase.
+        check_sum: String,
+    }
+
     /// `getToken.action` form.
     #[derive(ToSchema)]
     pub struct GetTokenForm {

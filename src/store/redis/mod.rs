@@ -312,13 +312,7 @@ impl TokenStore for RedisStore {
     ) -> Result<Option<Issued>, StoreError> {
         // The guard and the record live in different hash slots: one after the other, the guard first, so a
         // refused request writes nothing else.
-        let admitted = match &guard.digest {
-            Some(digest) => {
-                self.remember_request(&guard.key, digest, guard.ttl).await? != Repeat::Different
-            }
-            None => self.remember_once(&guard.key, guard.ttl).await?,
-        };
-        if !admitted {
+        if !guard.record(self).await? {
             return Ok(None);
         }
         self.issue_or_extend(key, candidate, ttl, single_use, mark_issued_until)
