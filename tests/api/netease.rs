@@ -934,6 +934,17 @@ pub async fn post_signed(
     path: &str,
     form: &str,
 ) -> Option<Value> {
+    post_signed_as(client, base, path, (APP_KEY, SECRET), form).await
+}
+
+/// Like [`post_signed`], for the app `(app_key, secret)`.
+pub async fn post_signed_as(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    (app_key, secret): (&str, &str),
+    form: &str,
+) -> Option<Value> {
     let nonce = fresh_nonce();
     let cur_time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -942,8 +953,8 @@ pub async fn post_signed(
         .to_string();
     client
         .post(format!("{base}{path}"))
-        .header("AppKey", APP_KEY)
-        .header("CheckSum", checksum(SECRET, &nonce, &cur_time))
+        .header("AppKey", app_key)
+        .header("CheckSum", checksum(secret, &nonce, &cur_time))
         .header("Nonce", nonce)
         .header("CurTime", cur_time)
         .header("Content-Type", FORM)

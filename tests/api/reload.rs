@@ -1,13 +1,13 @@
 //! Key rotation and tenant changes without a restart: SIGHUP reloads the configuration file; a broken file is
 //! refused and the running configuration keeps serving.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::helpers::{basic, temp_path, Binary};
-use crate::netease::checksum;
+use crate::netease::post_signed_as;
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const KEY_ONE: (&str, &str) = (
@@ -35,6 +35,24 @@ fn config(keys: &[(&str, &str)], netease_secrets: &[(&str, &str)]) -> String {
         toml.push_str(&format!("{name} = \"{secret}\"\n"));
     }
     toml
+}
+
+/// The binary reading the first configuration from a file; returns it, the file and its log.
+fn serve_from_a_file() -> (Binary, PathBuf, PathBuf) {
+    let file = temp_path("tokenmint.toml");
+    std::fs::write(
+        &file,
+        config(&[KEY_ONE], &[("first", "first-netease-secret")]),
+    )
+    .expect("written");
+    let log_path = temp_path("reload.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let served = Binary::serve_with(
+        &[("TOKENMINT_CONFIG", file.to_str().expect("utf-8 path"))],
+        log.try_clone().expect("clone").into(),
+        log.into(),
+    );
+    (served, file, log_path)
 }
 
 fn hang_up(served: &Binary) {
@@ -69,26 +87,10 @@ async fn verify(client: &reqwest::Client, base: &str, key: (&str, &str), token: 
 }
 
 async fn get_token(client: &reqwest::Client, base: &str, secret: &str) -> Value {
-    let nonce = crate::netease::fresh_nonce();
-    let cur_time = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs()
-        .to_string();
-    client
-        .post(format!("{base}/nimserver/user/getToken.action"))
-        .header("AppKey", APP_KEY)
-        .header("Nonce", &nonce)
-        .header("CurTime", &cur_time)
-        .header("CheckSum", checksum(secret, &nonce, &cur_time))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("uid=7")
-        .send()
+    let path = "/nimserver/user/getToken.action";
+    post_signed_as(client, base, path, (APP_KEY, secret), "uid=7")
         .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json")
+        .expect("answered")
 }
 
 /// Polls `check` every 50 ms until it holds (a reload is applied asynchronously); panics after 10 s.
@@ -113,19 +115,7 @@ fn log_contains(path: &Path, needle: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_adds_and_removes_keys_and_secrets_without_a_restart_and_refuses_a_broken_file() {
-    let file = temp_path("tokenmint.toml");
-    std::fs::write(
-        &file,
-        config(&[KEY_ONE], &[("first", "first-netease-secret")]),
-    )
-    .expect("written");
-    let log_path = temp_path("reload.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let mut served = Binary::serve_with(
-        &[("TOKENMINT_CONFIG", file.to_str().expect("utf-8 path"))],
-        log.try_clone().expect("clone").into(),
-        log.into(),
-    );
+    let (mut served, file, log_path) = serve_from_a_file();
     let pid = served.child.id();
     let base = format!("http://{}", served.addr);
     let client = reqwest::Client::new();
@@ -256,19 +246,7 @@ async fn sighup_adds_and_removes_keys_and_secrets_without_a_restart_and_refuses_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_that_needs_a_restart_is_reported_and_not_applied() {
-    let file = temp_path("tokenmint.toml");
-    std::fs::write(
-        &file,
-        config(&[KEY_ONE], &[("first", "first-netease-secret")]),
-    )
-    .expect("written");
-    let log_path = temp_path("reload.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let served = Binary::serve_with(
-        &[("TOKENMINT_CONFIG", file.to_str().expect("utf-8 path"))],
-        log.try_clone().expect("clone").into(),
-        log.into(),
-    );
+    let (served, file, log_path) = serve_from_a_file();
     let base = format!("http://{}", served.addr);
     let mut changed = config(&[KEY_ONE], &[("first", "first-netease-secret")]);
     changed.push_str("[log]\nformat = \"json\"\n");
