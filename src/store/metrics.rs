@@ -1,5 +1,6 @@
 //! The store's metrics: latency and errors of every operation by backend, and, on the embedded backend, the
-//! size of each group-commit batch and how long its commit (the fsync) took.
+//! size of each group-commit batch, how long its commit (the fsync) took, and what the purger deleted and how long
+//! its passes took.
 //!
 //! The handles are created with the store and registered by whoever exposes them (the application's registry);
 //! prometheus-client handles are shared, so the store records into them directly.
@@ -42,6 +43,10 @@ pub struct StoreMetrics {
     pub(crate) batch_size: Histogram,
     /// Seconds per commit, fsync included (embedded backend).
     pub(crate) commit_seconds: Histogram,
+    /// Expired entries deleted by the purger (embedded backend).
+    pub(crate) purged: Counter,
+    /// Seconds per purge pass over every table (embedded backend).
+    pub(crate) purge_seconds: Histogram,
 }
 
 impl StoreMetrics {
@@ -53,6 +58,9 @@ impl StoreMetrics {
             errors: Family::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             commit_seconds: latency_histogram(),
+            purged: Counter::default(),
+            // 1 ms to about 65 s.
+            purge_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
         }
     }
 
@@ -105,6 +113,16 @@ impl StoreMetrics {
                 "tokenmint_store_embedded_commit_duration_seconds",
                 "Duration of the embedded store's commits, fsync included",
                 self.commit_seconds.clone(),
+            );
+            registry.register(
+                "tokenmint_store_embedded_purged_entries",
+                "Expired entries deleted by the embedded store's purger",
+                self.purged.clone(),
+            );
+            registry.register(
+                "tokenmint_store_embedded_purge_duration_seconds",
+                "Duration of the embedded store's purge passes (every table, read in chunks beside the writes)",
+                self.purge_seconds.clone(),
             );
         }
     }

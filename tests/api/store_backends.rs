@@ -60,6 +60,67 @@ async fn embedded_purge_removes_expired_entries_so_storage_tracks_live_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_purge_of_a_large_store_removes_every_expired_entry_and_only_those() {
+    // Arrange: more entries than one scan chunk (4,096) and one delete job (256) hold, expired and live
+    // interleaved in key order, in the records table and in the replay-guard table.
+    let h = Harness::embedded().await;
+    let uids: Vec<usize> = (0..9_000).collect();
+    for chunk in uids.chunks(1_000) {
+        futures::future::join_all(chunk.iter().map(|uid| {
+            let ttl = Duration::from_secs(if uid % 3 == 0 { 3600 } else { 10 });
+            let store = &h.store;
+            async move {
+                store
+                    .issue_or_extend(&key(&uid.to_string()), "t", ttl, false, None)
+                    .await
+                    .expect("issue");
+                store
+                    .remember_request(&format!("guard-{uid}"), "digest", ttl)
+                    .await
+                    .expect("guard");
+            }
+        }))
+        .await;
+    }
+    assert_eq!(h.store.stored_entries().await.expect("count"), 9_000);
+
+    // Act
+    h.clock.advance(Duration::from_secs(10));
+    let removed = h.store.purge_now().await.expect("purge");
+
+    // Assert: two thirds of the records and of the guards went, every live one stayed and still answers.
+    assert_eq!(removed, 12_000, "6,000 records and 6,000 guards expired");
+    assert_eq!(h.store.stored_entries().await.expect("count"), 3_000);
+    for uid in (0..9_000).step_by(3) {
+        let issued = h
+            .store
+            .issue_or_extend(
+                &key(&uid.to_string()),
+                "other",
+                Duration::from_secs(3600),
+                false,
+                None,
+            )
+            .await
+            .expect("issue");
+        assert!(!issued.created, "live record {uid} was purged");
+        assert_eq!(
+            h.store
+                .remember_request(&format!("guard-{uid}"), "digest", Duration::from_secs(3600))
+                .await
+                .expect("guard"),
+            tokenmint::store::Repeat::Same,
+            "live guard {uid} was purged"
+        );
+    }
+    assert_eq!(
+        h.store.purge_now().await.expect("purge"),
+        0,
+        "a second pass finds nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_sharing_one_redis_see_each_others_records() {
     let server = RedisServer::start();
     let clock = ManualClock::at_millis(1_800_000_000_000);

@@ -242,7 +242,10 @@ impl EmbeddedStore {
             jobs: tx,
             clock,
         };
-        store.spawn_purger(Duration::from_secs(settings.purge_interval_secs.max(1)));
+        store.spawn_purger(
+            Duration::from_secs(settings.purge_interval_secs.max(1)),
+            metrics,
+        );
         Ok(store)
     }
 
