@@ -364,9 +364,15 @@ async fn token_twilio_prints_only_a_token_the_service_verifies_and_token_verify_
         report.starts_with("scheme: twilio\nvalid: true"),
         "{report}"
     );
-    // Another last signature character (never the same one, or the token would be unchanged).
-    let last = if token.ends_with('A') { "B" } else { "A" };
-    let tampered = format!("{}{last}", &token[..token.len() - 1]);
+    // Another first signature character: all six of its bits are signature bits (the last character's lowest
+    // two are padding, so changing only those can leave the decoded signature as it was).
+    let signature_at = token.rfind('.').expect("three parts") + 1;
+    let first = if token[signature_at..].starts_with('A') { "B" } else { "A" };
+    let tampered = format!(
+        "{}{first}{}",
+        &token[..signature_at],
+        &token[signature_at + 1..]
+    );
     let refused = tokenmint(&["token", "verify", &tampered], &[]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stdout).contains("reason: bad_signature"));
