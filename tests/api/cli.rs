@@ -367,7 +367,11 @@ async fn token_twilio_prints_only_a_token_the_service_verifies_and_token_verify_
     // Another first signature character: all six of its bits are signature bits (the last character's lowest
     // two are padding, so changing only those can leave the decoded signature as it was).
     let signature_at = token.rfind('.').expect("three parts") + 1;
-    let first = if token[signature_at..].starts_with('A') { "B" } else { "A" };
+    let first = if token[signature_at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
     let tampered = format!(
         "{}{first}{}",
         &token[..signature_at],
