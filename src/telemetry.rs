@@ -3,6 +3,7 @@
 //!
 //! Lines go through tracing-appender's non-blocking writer: request handlers hand a formatted line to a bounded
 //! queue and a dedicated thread writes stdout, so a slow log pipe (or the lock on stdout) never holds a worker.
+//! That thread writes whatever the queue holds in one go and flushes when the queue is empty.
 //! When the queue is full the line is dropped and counted ([`dropped_lines`], exported as
 //! `tokenmint_log_lines_dropped_total`) rather than blocking the request. Colour codes only go to a terminal.
 
@@ -16,6 +17,9 @@ use crate::config::{LogFormat, LogSettings};
 
 /// Lines the queue holds before new ones are dropped.
 pub const LOG_QUEUE_LINES: usize = 65_536;
+
+/// The writer thread's buffer: at most this much is written to stdout per system call.
+const LOG_BUFFER_BYTES: usize = 64 * 1024;
 
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
@@ -36,7 +40,13 @@ pub fn init(settings: &LogSettings) -> Option<WorkerGuard> {
         .lossy(true)
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("tokenmint-log-writer")
-        .finish(std::io::stdout());
+        // Buffered: the writer thread flushes whenever it has emptied the queue, so an idle service writes each
+        // line at once, and a busy one writes many lines per system call instead of one each (stdout alone is
+        // line-buffered): the writer thread's CPU per line nearly halved under load (see the commit message).
+        .finish(std::io::BufWriter::with_capacity(
+            LOG_BUFFER_BYTES,
+            std::io::stdout(),
+        ));
     let counter = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
