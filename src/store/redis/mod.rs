@@ -185,6 +185,42 @@ impl RedisStore {
     }
 }
 
+/// Appends an issue-or-extend's arguments (see `scripts::ISSUE`): the candidate's record, now, its expiry, whether
+/// it is single-use, and its issued marker's expiry (0: none).
+fn issue_args(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    candidate: &str,
+    now: i64,
+    ttl: Duration,
+    single_use: bool,
+    mark_issued_until: Option<i64>,
+) -> Result<(), StoreError> {
+    let fresh = TokenRecord {
+        token: candidate.to_owned(),
+        issued_at_ms: now,
+        expires_at_ms: now.saturating_add(millis(ttl)),
+        single_use,
+        state: RecordState::Live,
+    };
+    let json = serde_json::to_string(&fresh).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    invocation
+        .arg(json)
+        .arg(now)
+        .arg(fresh.expires_at_ms)
+        .arg(if single_use { "1" } else { "0" })
+        .arg(mark_issued_until.unwrap_or(0));
+    Ok(())
+}
+
+/// An issue script's answer: `{created (1) or extended (0), the record's JSON}`.
+fn issued(created: i64, json: &str) -> Result<Issued, StoreError> {
+    let record = serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Issued {
+        record,
+        created: created == 1,
+    })
+}
+
 impl TokenStore for RedisStore {
     async fn issue_or_extend(
         &self,
@@ -194,32 +230,21 @@ impl TokenStore for RedisStore {
         single_use: bool,
         mark_issued_until: Option<i64>,
     ) -> Result<Issued, StoreError> {
-        let now = self.clock.now_millis();
-        let fresh = TokenRecord {
-            token: candidate.to_owned(),
-            issued_at_ms: now,
-            expires_at_ms: now.saturating_add(millis(ttl)),
-            single_use,
-            state: RecordState::Live,
-        };
-        let fresh_json =
-            serde_json::to_string(&fresh).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let written = self.key("rec", &key.encoded());
         let mut invocation = self.scripts.issue.prepare_invoke();
         invocation
             .key(&written)
-            .key(self.issued_key(key, candidate))
-            .arg(fresh_json)
-            .arg(now)
-            .arg(fresh.expires_at_ms)
-            .arg(if single_use { "1" } else { "0" })
-            .arg(mark_issued_until.unwrap_or(0));
+            .key(self.issued_key(key, candidate));
+        issue_args(
+            &mut invocation,
+            candidate,
+            self.clock.now_millis(),
+            ttl,
+            single_use,
+            mark_issued_until,
+        )?;
         let (created, json): (i64, String) = self.run(&written, invocation).await?;
-        let record = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Issued {
-            record,
-            created: created == 1,
-        })
+        issued(created, &json)
     }
 
     async fn use_token(&self, key: &RecordKey, token: &str) -> Result<Admission, StoreError> {
@@ -310,14 +335,43 @@ impl TokenStore for RedisStore {
         single_use: bool,
         mark_issued_until: Option<i64>,
     ) -> Result<Option<Issued>, StoreError> {
-        // The guard and the record live in different hash slots: one after the other, the guard first, so a
-        // refused request writes nothing else.
-        if !guard.record(self).await? {
+        if self.connector.is_cluster() {
+            // The guard and the record live in different hash slots: one after the other, the guard first, so a
+            // refused request writes nothing else.
+            if !guard.record(self).await? {
+                return Ok(None);
+            }
+            return self
+                .issue_or_extend(key, candidate, ttl, single_use, mark_issued_until)
+                .await
+                .map(Some);
+        }
+        // One server: the guard and the issue in one script, one round trip, atomic together.
+        let guard_key = match &guard.digest {
+            Some(_) => self.key("req", &guard.key),
+            None => self.key("once", &guard.key),
+        };
+        let written = self.key("rec", &key.encoded());
+        let mut invocation = self.scripts.guarded_issue.prepare_invoke();
+        invocation
+            .key(&guard_key)
+            .key(&written)
+            .key(self.issued_key(key, candidate))
+            .arg(guard.digest.as_deref().unwrap_or(""))
+            .arg(millis(guard.ttl));
+        issue_args(
+            &mut invocation,
+            candidate,
+            self.clock.now_millis(),
+            ttl,
+            single_use,
+            mark_issued_until,
+        )?;
+        let (created, json): (i64, String) = self.run(&written, invocation).await?;
+        if created < 0 {
             return Ok(None);
         }
-        self.issue_or_extend(key, candidate, ttl, single_use, mark_issued_until)
-            .await
-            .map(Some)
+        issued(created, &json).map(Some)
     }
 
     async fn was_issued(&self, key: &RecordKey, token: &str) -> Result<bool, StoreError> {
