@@ -3,12 +3,14 @@
 //!
 //! Lines go through tracing-appender's non-blocking writer: request handlers hand a formatted line to a bounded
 //! queue and a dedicated thread writes stdout, so a slow log pipe (or the lock on stdout) never holds a worker.
-//! That thread writes whatever the queue holds in one go and flushes when the queue is empty.
+//! That thread writes whatever the queue holds in one go, flushes when the queue is empty, and lingers briefly
+//! before it waits for more (see [`Lingering`]).
 //! When the queue is full the line is dropped and counted ([`dropped_lines`], exported as
 //! `tokenmint_log_lines_dropped_total`) rather than blocking the request. Colour codes only go to a terminal.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
@@ -20,6 +22,35 @@ pub const LOG_QUEUE_LINES: usize = 65_536;
 
 /// The writer thread's buffer: at most this much is written to stdout per system call.
 const LOG_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How long the writer thread waits after writing out everything queued, before it looks at the queue again.
+const LOG_LINGER: Duration = Duration::from_millis(2);
+
+/// The writer thread's output: buffered, and lingering after each flush.
+///
+/// tracing-appender's writer thread writes every queued line, flushes when the queue is empty, then blocks until
+/// the next line. Buffered, a busy service's lines go out many per system call (stdout alone writes each line
+/// with its own). Lingering, the thread is not blocked on the queue when the next lines arrive, so request
+/// handlers queue them without waking it (one futex wake and context switch per line otherwise). A line reaches
+/// stdout at most [`LOG_LINGER`] later; a burst of lines waits in the queue, which holds [`LOG_QUEUE_LINES`].
+/// Measured in the commit that added each part (per-thread CPU under the mint route's load).
+struct Lingering<W>(W);
+
+impl<W: Write> Write for Lingering<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let flushed = self.0.flush();
+        std::thread::sleep(LOG_LINGER);
+        flushed
+    }
+}
 
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
@@ -40,13 +71,10 @@ pub fn init(settings: &LogSettings) -> Option<WorkerGuard> {
         .lossy(true)
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("tokenmint-log-writer")
-        // Buffered: the writer thread flushes whenever it has emptied the queue, so an idle service writes each
-        // line at once, and a busy one writes many lines per system call instead of one each (stdout alone is
-        // line-buffered): the writer thread's CPU per line nearly halved under load (see the commit message).
-        .finish(std::io::BufWriter::with_capacity(
+        .finish(Lingering(std::io::BufWriter::with_capacity(
             LOG_BUFFER_BYTES,
             std::io::stdout(),
-        ));
+        )));
     let counter = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
