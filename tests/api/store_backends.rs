@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenmint::store::{Admission, Backend, RecordKey, Store, TokenStore};
+use tokenmint::store::embedded::EmbeddedStore;
+use tokenmint::store::{Admission, Backend, RecordKey, Store, StoreMetrics, TokenStore};
 use tokenmint::ttl::ManualClock;
 
 use crate::helpers::{assert_status, basic, spawn_on_redis, temp_path, Binary, KEY_1};
@@ -63,12 +64,19 @@ async fn embedded_purge_removes_expired_entries_so_storage_tracks_live_ones() {
 async fn embedded_purge_of_a_large_store_removes_every_expired_entry_and_only_those() {
     // Arrange: more entries than one scan chunk (4,096) and one delete job (256) hold, expired and live
     // interleaved in key order, in the records table and in the replay-guard table.
-    let h = Harness::embedded().await;
+    let clock = ManualClock::at_millis(1_800_000_000_000);
+    let metrics = StoreMetrics::new("embedded");
+    let store = EmbeddedStore::open_with_metrics(
+        &settings(Backend::Embedded, "").embedded,
+        clock.clone(),
+        &metrics,
+    )
+    .expect("opens");
     let uids: Vec<usize> = (0..9_000).collect();
     for chunk in uids.chunks(1_000) {
         futures::future::join_all(chunk.iter().map(|uid| {
             let ttl = Duration::from_secs(if uid % 3 == 0 { 3600 } else { 10 });
-            let store = &h.store;
+            let store = &store;
             async move {
                 store
                     .issue_or_extend(&key(&uid.to_string()), "t", ttl, false, None)
@@ -82,18 +90,30 @@ async fn embedded_purge_of_a_large_store_removes_every_expired_entry_and_only_th
         }))
         .await;
     }
-    assert_eq!(h.store.stored_entries().await.expect("count"), 9_000);
+    assert_eq!(store.stored_entries().await.expect("count"), 9_000);
 
     // Act
-    h.clock.advance(Duration::from_secs(10));
-    let removed = h.store.purge_now().await.expect("purge");
+    clock.advance(Duration::from_secs(10));
+    let removed = store.purge_now().await.expect("purge");
 
-    // Assert: two thirds of the records and of the guards went, every live one stayed and still answers.
+    // Assert: two thirds of the records and of the guards went, every live one stayed and still answers; the
+    // metrics show the pass.
     assert_eq!(removed, 12_000, "6,000 records and 6,000 guards expired");
-    assert_eq!(h.store.stored_entries().await.expect("count"), 3_000);
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+    assert!(
+        text.contains("tokenmint_store_embedded_purged_entries_total 12000\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tokenmint_store_embedded_purge_duration_seconds_count 1\n"),
+        "{text}"
+    );
+    assert_eq!(store.stored_entries().await.expect("count"), 3_000);
     for uid in (0..9_000).step_by(3) {
-        let issued = h
-            .store
+        let issued = store
             .issue_or_extend(
                 &key(&uid.to_string()),
                 "other",
@@ -105,7 +125,7 @@ async fn embedded_purge_of_a_large_store_removes_every_expired_entry_and_only_th
             .expect("issue");
         assert!(!issued.created, "live record {uid} was purged");
         assert_eq!(
-            h.store
+            store
                 .remember_request(&format!("guard-{uid}"), "digest", Duration::from_secs(3600))
                 .await
                 .expect("guard"),
@@ -114,7 +134,7 @@ async fn embedded_purge_of_a_large_store_removes_every_expired_entry_and_only_th
         );
     }
     assert_eq!(
-        h.store.purge_now().await.expect("purge"),
+        store.purge_now().await.expect("purge"),
         0,
         "a second pass finds nothing"
     );

@@ -224,6 +224,8 @@ impl EmbeddedStore {
             writable: AtomicBool::new(true),
             batch_size: metrics.batch_size.clone(),
             commit_seconds: metrics.commit_seconds.clone(),
+            purged: metrics.purged.clone(),
+            purge_seconds: metrics.purge_seconds.clone(),
         });
 
         let (tx, rx) = mpsc::channel::<Job>(4096);
@@ -242,10 +244,7 @@ impl EmbeddedStore {
             jobs: tx,
             clock,
         };
-        store.spawn_purger(
-            Duration::from_secs(settings.purge_interval_secs.max(1)),
-            metrics,
-        );
+        store.spawn_purger(Duration::from_secs(settings.purge_interval_secs.max(1)));
         Ok(store)
     }
 

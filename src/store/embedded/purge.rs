@@ -22,7 +22,10 @@ use tokio::sync::mpsc;
 
 use super::writer::{storage, submit, Job, OpError, Shared};
 use super::{EmbeddedStore, ISSUED, ONCE, RATES, RECORDS, REQUESTS, REVOKED};
-use crate::store::{StoreError, StoreMetrics};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::store::StoreError;
 
 /// Entries examined per read transaction.
 const SCAN_CHUNK: usize = 4096;
@@ -59,6 +62,8 @@ fn rate_until((_, _, _, expires): (i64, u32, i64, i64)) -> i64 {
 struct Purger {
     shared: Weak<Shared>,
     jobs: mpsc::WeakSender<Job>,
+    purged: Counter,
+    pass_seconds: Histogram,
 }
 
 fn gone() -> StoreError {
@@ -66,12 +71,16 @@ fn gone() -> StoreError {
 }
 
 impl Purger {
-    /// Deletes every entry expired at `now` from every table; returns how many.
+    /// Deletes every entry expired at `now` from every table; returns how many. Deleted entries are counted as
+    /// each delete job commits (a pass that fails half-way has still deleted those); the duration of a pass is
+    /// recorded when it completes.
     async fn pass(&self, now: i64) -> Result<usize, StoreError> {
+        let started = Instant::now();
         let mut removed = 0;
         for kind in Kind::ALL {
             removed += self.table(kind, now).await?;
         }
+        self.pass_seconds.observe(started.elapsed().as_secs_f64());
         Ok(removed)
     }
 
@@ -93,7 +102,9 @@ impl Purger {
             for keys in expired.chunks(DELETE_CHUNK) {
                 let keys = keys.to_vec();
                 let jobs = self.jobs.upgrade().ok_or_else(gone)?;
-                removed += submit(&jobs, move |txn| kind.delete(txn, &keys, now)).await?;
+                let deleted = submit(&jobs, move |txn| kind.delete(txn, &keys, now)).await?;
+                self.purged.inc_by(deleted as u64);
+                removed += deleted;
             }
             match last {
                 Some(key) => after = Some(key),
@@ -214,13 +225,14 @@ impl EmbeddedStore {
         Purger {
             shared: Arc::downgrade(&self.shared),
             jobs: self.jobs.downgrade(),
+            purged: self.shared.purged.clone(),
+            pass_seconds: self.shared.purge_seconds.clone(),
         }
     }
 
-    pub(super) fn spawn_purger(&self, every: Duration, metrics: &StoreMetrics) {
+    pub(super) fn spawn_purger(&self, every: Duration) {
         let purger = self.purger();
         let clock = self.clock.clone();
-        let (purged, pass_seconds) = (metrics.purged.clone(), metrics.purge_seconds.clone());
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 let mut tick = tokio::time::interval(every);
@@ -232,15 +244,11 @@ impl EmbeddedStore {
                     if purger.jobs.upgrade().is_none() {
                         break;
                     }
-                    let started = Instant::now();
                     match purger.pass(clock.now_millis()).await {
-                        Ok(removed) => {
-                            purged.inc_by(removed as u64);
-                            pass_seconds.observe(started.elapsed().as_secs_f64());
-                            if removed > 0 {
-                                tracing::debug!(removed, "purged expired store entries");
-                            }
+                        Ok(removed) if removed > 0 => {
+                            tracing::debug!(removed, "purged expired store entries");
                         }
+                        Ok(_) => {}
                         Err(_) if purger.jobs.upgrade().is_none() => break,
                         Err(e) => tracing::warn!(error = %e, "store purge failed"),
                     }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
@@ -52,6 +53,10 @@ pub(super) struct Shared {
     pub(super) batch_size: Histogram,
     /// Seconds per commit (a metric).
     pub(super) commit_seconds: Histogram,
+    /// Expired entries the purger deleted (a metric).
+    pub(super) purged: Counter,
+    /// Seconds per purge pass (a metric).
+    pub(super) purge_seconds: Histogram,
 }
 
 impl Shared {
