@@ -183,33 +183,56 @@ impl RedisStore {
         let mut conn = self.connection().await?;
         deadline(self.timeout, command.query_async(&mut conn)).await
     }
-}
 
-/// Appends an issue-or-extend's arguments (see `scripts::ISSUE`): the candidate's record, now, its expiry, whether
-/// it is single-use, and its issued marker's expiry (0: none).
-fn issue_args(
-    invocation: &mut redis::ScriptInvocation<'_>,
-    candidate: &str,
-    now: i64,
-    ttl: Duration,
-    single_use: bool,
-    mark_issued_until: Option<i64>,
-) -> Result<(), StoreError> {
-    let fresh = TokenRecord {
-        token: candidate.to_owned(),
-        issued_at_ms: now,
-        expires_at_ms: now.saturating_add(millis(ttl)),
-        single_use,
-        state: RecordState::Live,
-    };
-    let json = serde_json::to_string(&fresh).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    invocation
-        .arg(json)
-        .arg(now)
-        .arg(fresh.expires_at_ms)
-        .arg(if single_use { "1" } else { "0" })
-        .arg(mark_issued_until.unwrap_or(0));
-    Ok(())
+    /// Runs the issue script, or with `guard` the guarded issue script (one server only): returns the script's
+    /// `{created, record JSON}`, created -1 when the guard refused.
+    async fn run_issue(
+        &self,
+        guard: Option<&Guard>,
+        key: &RecordKey,
+        candidate: &str,
+        ttl: Duration,
+        single_use: bool,
+        mark_issued_until: Option<i64>,
+    ) -> Result<(i64, String), StoreError> {
+        let now = self.clock.now_millis();
+        let fresh = TokenRecord {
+            token: candidate.to_owned(),
+            issued_at_ms: now,
+            expires_at_ms: now.saturating_add(millis(ttl)),
+            single_use,
+            state: RecordState::Live,
+        };
+        let json = serde_json::to_string(&fresh).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let written = self.key("rec", &key.encoded());
+        let mut invocation = match guard {
+            Some(guard) => {
+                let mut invocation = self.scripts.guarded_issue.prepare_invoke();
+                let guard_key = match &guard.digest {
+                    Some(_) => self.key("req", &guard.key),
+                    None => self.key("once", &guard.key),
+                };
+                invocation.key(guard_key);
+                invocation
+            }
+            None => self.scripts.issue.prepare_invoke(),
+        };
+        invocation
+            .key(&written)
+            .key(self.issued_key(key, candidate));
+        if let Some(guard) = guard {
+            invocation
+                .arg(guard.digest.as_deref().unwrap_or(""))
+                .arg(millis(guard.ttl));
+        }
+        invocation
+            .arg(json)
+            .arg(now)
+            .arg(fresh.expires_at_ms)
+            .arg(if single_use { "1" } else { "0" })
+            .arg(mark_issued_until.unwrap_or(0));
+        self.run(&written, invocation).await
+    }
 }
 
 /// An issue script's answer: `{created (1) or extended (0), the record's JSON}`.
@@ -230,20 +253,9 @@ impl TokenStore for RedisStore {
         single_use: bool,
         mark_issued_until: Option<i64>,
     ) -> Result<Issued, StoreError> {
-        let written = self.key("rec", &key.encoded());
-        let mut invocation = self.scripts.issue.prepare_invoke();
-        invocation
-            .key(&written)
-            .key(self.issued_key(key, candidate));
-        issue_args(
-            &mut invocation,
-            candidate,
-            self.clock.now_millis(),
-            ttl,
-            single_use,
-            mark_issued_until,
-        )?;
-        let (created, json): (i64, String) = self.run(&written, invocation).await?;
+        let (created, json) = self
+            .run_issue(None, key, candidate, ttl, single_use, mark_issued_until)
+            .await?;
         issued(created, &json)
     }
 
@@ -347,27 +359,16 @@ impl TokenStore for RedisStore {
                 .map(Some);
         }
         // One server: the guard and the issue in one script, one round trip, atomic together.
-        let guard_key = match &guard.digest {
-            Some(_) => self.key("req", &guard.key),
-            None => self.key("once", &guard.key),
-        };
-        let written = self.key("rec", &key.encoded());
-        let mut invocation = self.scripts.guarded_issue.prepare_invoke();
-        invocation
-            .key(&guard_key)
-            .key(&written)
-            .key(self.issued_key(key, candidate))
-            .arg(guard.digest.as_deref().unwrap_or(""))
-            .arg(millis(guard.ttl));
-        issue_args(
-            &mut invocation,
-            candidate,
-            self.clock.now_millis(),
-            ttl,
-            single_use,
-            mark_issued_until,
-        )?;
-        let (created, json): (i64, String) = self.run(&written, invocation).await?;
+        let (created, json) = self
+            .run_issue(
+                Some(guard),
+                key,
+                candidate,
+                ttl,
+                single_use,
+                mark_issued_until,
+            )
+            .await?;
         if created < 0 {
             return Ok(None);
         }
