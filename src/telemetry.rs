@@ -99,3 +99,25 @@ pub fn init(settings: &LogSettings) -> Option<WorkerGuard> {
         Err(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufWriter, Write};
+    use std::time::Instant;
+
+    use super::{Lingering, LOG_LINGER};
+
+    #[test]
+    fn lingering_passes_every_line_through_on_flush_and_then_waits() {
+        let mut out = Lingering(BufWriter::with_capacity(64, Vec::new()));
+        out.write_all(b"one\n").expect("write");
+        out.write_all(b"two\n").expect("write");
+        assert!(out.0.get_ref().is_empty(), "buffered until flushed");
+
+        let started = Instant::now();
+        out.flush().expect("flush");
+
+        assert_eq!(out.0.get_ref().as_slice(), b"one\ntwo\n");
+        assert!(started.elapsed() >= LOG_LINGER, "lingers after flushing");
+    }
+}
