@@ -14,6 +14,8 @@ use std::ops::Bound;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use redb::{
     ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     Value, WriteTransaction,
@@ -22,9 +24,6 @@ use tokio::sync::mpsc;
 
 use super::writer::{storage, submit, Job, OpError, Shared};
 use super::{EmbeddedStore, ISSUED, ONCE, RATES, RECORDS, REQUESTS, REVOKED};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
-
 use crate::store::StoreError;
 
 /// Entries examined per read transaction.
@@ -58,7 +57,6 @@ fn rate_until((_, _, _, expires): (i64, u32, i64, i64)) -> i64 {
 }
 
 /// What a purge pass reaches: weak handles, so a pass in progress never keeps a dropped store's file open.
-#[derive(Clone)]
 struct Purger {
     shared: Weak<Shared>,
     jobs: mpsc::WeakSender<Job>,
