@@ -186,8 +186,9 @@ pub trait TokenStore: Send + Sync {
 
     /// Records `guard` and, unless it is refused (a repeat; with a digest, a repeat with another one), issues or
     /// extends the record of `key` as [`TokenStore::issue_or_extend`] does. `None` when the guard refused: nothing
-    /// else was written. The embedded store does both in one durable commit; the Redis backends do them in turn
-    /// (the guard and the record live in different hash slots), the guard first.
+    /// else was written. The embedded store does both in one durable commit, a single Redis server in one script;
+    /// on Redis Cluster they are done in turn (the guard and the record live in different hash slots), the guard
+    /// first.
     fn guarded_issue(
         &self,
         guard: &Guard,

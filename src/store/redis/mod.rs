@@ -1,6 +1,7 @@
 //! The Redis backend, for many instances sharing state.
 //!
-//! Each operation is one Lua script over one key, so it is atomic and runs unchanged on Redis Cluster. Records
+//! Each operation is one Lua script over the keys of one hash slot, so it is atomic and runs unchanged on Redis
+//! Cluster; on a single server, a guarded issue (replay guard and record) is one script over both. Records
 //! carry their expiry, checked against the injected clock's time passed in by the caller; Redis's own key TTLs
 //! purge them. A tokio connection manager reconnects by itself; every command has a deadline, so an unreachable
 //! Redis fails requests fast (503) and the service recovers without a restart when Redis is back. The URL may
