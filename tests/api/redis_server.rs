@@ -13,14 +13,33 @@ pub fn free_port() -> u16 {
 }
 
 /// A free port a Redis Cluster node can use: its cluster bus listens on port + 10000, so at most 55535 (the
-/// ephemeral range goes up to 60999).
+/// ephemeral range goes up to 60999), and that bus port must be free as well.
 pub fn free_cluster_port() -> u16 {
     loop {
         let port = free_port();
-        if port <= 55535 {
+        if port <= 55535 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
             return port;
         }
     }
+}
+
+/// Whether the server on `port` answers `CONFIG GET <parameter>` with `expected` in its reply: a value only the
+/// server we started has, so another test's server that took the same port first cannot pass for it.
+fn answers_with(port: u16, parameter: &str, expected: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = [0u8; 512];
+    if stream
+        .write_all(format!("CONFIG GET {parameter}\r\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let n = stream.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).contains(expected)
 }
 
 pub struct RedisServer {
@@ -87,17 +106,7 @@ impl RedisServer {
     }
 
     fn answers(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-        let mut buf = [0u8; 256];
-        if stream.write_all(b"CONFIG GET dbfilename\r\n").is_err() {
-            return false;
-        }
-        let n = stream.read(&mut buf).unwrap_or(0);
-        String::from_utf8_lossy(&buf[..n]).contains(&self.tag)
+        answers_with(self.port, "dbfilename", &self.tag)
     }
 
     pub fn url(&self) -> String {
@@ -159,6 +168,49 @@ pub struct RedisCluster {
     dir: std::path::PathBuf,
 }
 
+/// Starts one cluster node in `node_dir` on a free port and waits until it answers. A port (or its bus port) can
+/// be taken between choosing and binding it, since other tests pick ports too: a node that exits, or does not
+/// answer as itself (its own directory), is retried on other ports.
+fn start_node(node_dir: &std::path::Path) -> (Child, u16) {
+    let own_dir = std::fs::canonicalize(node_dir).expect("node dir");
+    for _ in 0..5 {
+        let port = free_cluster_port();
+        let mut child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "2000",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&own_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (.ci/run installs it)");
+        let started = Instant::now();
+        while !matches!(child.try_wait(), Ok(Some(_)))
+            && started.elapsed() < Duration::from_secs(10)
+        {
+            if answers_with(port, "dir", &own_dir.to_string_lossy()) {
+                return (child, port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("a redis cluster node did not start on any of 5 free ports");
+}
+
 impl RedisCluster {
     /// Starts three masters, creates the cluster and waits until every slot is served.
     pub fn start() -> Self {
@@ -176,37 +228,13 @@ impl RedisCluster {
         let mut ports = Vec::new();
         let mut nodes = Vec::new();
         for i in 0..3 * (1 + replicas) {
-            let port = free_cluster_port();
             let node_dir = dir.join(format!("node{i}"));
             std::fs::create_dir_all(&node_dir).expect("node dir");
-            let child = Command::new("redis-server")
-                .args([
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    &port.to_string(),
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    "2000",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .arg("--dir")
-                .arg(&node_dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed (.ci/run installs it)");
+            let (child, port) = start_node(&node_dir);
             nodes.push(child);
             ports.push(port);
         }
         let cluster = Self { nodes, ports, dir };
-        for port in &cluster.ports {
-            cluster.wait_for(*port, "PING", "PONG");
-        }
         let addresses: Vec<String> = cluster
             .ports
             .iter()

@@ -384,17 +384,24 @@ impl Drop for Extra {
 }
 
 fn start_redis(port_args: impl Fn(u16) -> Vec<String>) -> Extra {
-    // Low enough for a cluster node's bus port (port + 10000) too.
-    let port = crate::redis_server::free_cluster_port();
-    let child = std::process::Command::new("redis-server")
-        .args(port_args(port))
-        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server runs");
-    std::thread::sleep(Duration::from_millis(300));
-    Extra { child, port }
+    // A port can be taken between choosing and binding it (other tests pick ports too): redis-server then exits at
+    // once, and is started again on another port.
+    for _ in 0..5 {
+        // Low enough for a cluster node's bus port (port + 10000) too.
+        let port = crate::redis_server::free_cluster_port();
+        let mut child = std::process::Command::new("redis-server")
+            .args(port_args(port))
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        std::thread::sleep(Duration::from_millis(300));
+        if matches!(child.try_wait(), Ok(None)) {
+            return Extra { child, port };
+        }
+    }
+    panic!("redis-server did not start on any of 5 free ports");
 }
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, made with openssl; returns the folder.
