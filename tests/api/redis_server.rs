@@ -42,6 +42,19 @@ fn answers_with(port: u16, parameter: &str, expected: &str) -> bool {
     String::from_utf8_lossy(&buf[..n]).contains(expected)
 }
 
+/// Waits (up to 10 s) until the server `child` started on `port` answers as itself ([`answers_with`]); false when
+/// it exited first (its port was taken) or never answered.
+fn started_as(child: &mut Child, port: u16, parameter: &str, expected: &str) -> bool {
+    let started = Instant::now();
+    while !matches!(child.try_wait(), Ok(Some(_))) && started.elapsed() < Duration::from_secs(10) {
+        if answers_with(port, parameter, expected) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 pub struct RedisServer {
     pub port: u16,
     child: Child,
@@ -93,20 +106,7 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (.ci/run installs it)");
         let mut server = Self { port, child, tag };
-        let started = Instant::now();
-        while !server.answers() {
-            if matches!(server.child.try_wait(), Ok(Some(_)))
-                || started.elapsed() > Duration::from_secs(10)
-            {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(server)
-    }
-
-    fn answers(&self) -> bool {
-        answers_with(self.port, "dbfilename", &self.tag)
+        started_as(&mut server.child, port, "dbfilename", &server.tag).then_some(server)
     }
 
     pub fn url(&self) -> String {
@@ -196,14 +196,8 @@ fn start_node(node_dir: &std::path::Path) -> (Child, u16) {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (.ci/run installs it)");
-        let started = Instant::now();
-        while !matches!(child.try_wait(), Ok(Some(_)))
-            && started.elapsed() < Duration::from_secs(10)
-        {
-            if answers_with(port, "dir", &own_dir.to_string_lossy()) {
-                return (child, port);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if started_as(&mut child, port, "dir", &own_dir.to_string_lossy()) {
+            return (child, port);
         }
         let _ = child.kill();
         let _ = child.wait();
