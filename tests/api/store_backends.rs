@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokenmint::store::embedded::EmbeddedStore;
 use tokenmint::store::{Admission, Backend, RecordKey, Store, StoreMetrics, TokenStore};
-use tokenmint::ttl::ManualClock;
+use tokenmint::ttl::{Clock, ManualClock};
 
 use crate::helpers::{assert_status, basic, spawn_on_redis, temp_path, Binary, KEY_1};
 use crate::redis_server::RedisServer;
@@ -58,6 +58,128 @@ async fn embedded_purge_removes_expired_entries_so_storage_tracks_live_ones() {
         1,
         "only the live record is left"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_markers_sit_beside_their_records_and_are_purged_only_when_their_own_time_passes()
+{
+    // Arrange: a token marked for 30 s on a record that lives 10 s, and a record issued without a marker.
+    let h = Harness::embedded().await;
+    let start = h.clock.now_millis();
+    h.store
+        .issue_or_extend(
+            &key("marked"),
+            "tok",
+            Duration::from_secs(10),
+            false,
+            Some(start + 30_000),
+        )
+        .await
+        .expect("issue");
+    h.store
+        .issue_or_extend(&key("plain"), "other", Duration::from_secs(10), false, None)
+        .await
+        .expect("issue");
+    assert_eq!(
+        h.store.stored_entries().await.expect("count"),
+        3,
+        "two records and one marker"
+    );
+
+    // Act + Assert: once the records expire, the purge takes them and leaves the marker, which still answers.
+    h.clock.advance(Duration::from_secs(10));
+    assert_eq!(h.store.purge_now().await.expect("purge"), 2);
+    assert!(h
+        .store
+        .was_issued(&key("marked"), "tok")
+        .await
+        .expect("read"));
+    assert!(!h
+        .store
+        .was_issued(&key("plain"), "other")
+        .await
+        .expect("read"));
+    // A new record under the same key is not confused with the marker beside it.
+    let again = h
+        .store
+        .issue_or_extend(
+            &key("marked"),
+            "tok-2",
+            Duration::from_secs(60),
+            false,
+            None,
+        )
+        .await
+        .expect("issue");
+    assert!(again.created);
+    assert_eq!(again.record.token, "tok-2");
+
+    // When the marker's own time passes, the purge takes it, and the live record stays.
+    h.clock.advance(Duration::from_secs(20));
+    assert!(!h
+        .store
+        .was_issued(&key("marked"), "tok")
+        .await
+        .expect("read"));
+    assert_eq!(h.store.purge_now().await.expect("purge"), 1);
+    assert_eq!(h.store.stored_entries().await.expect("count"), 1);
+    let kept = h
+        .store
+        .issue_or_extend(
+            &key("marked"),
+            "tok-3",
+            Duration::from_secs(60),
+            false,
+            None,
+        )
+        .await
+        .expect("issue");
+    assert!(!kept.created, "the live record survived the purge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_markers_written_by_an_earlier_version_are_still_honoured_and_purged() {
+    // Arrange: a store file as the earlier version left it, with one live and one expired marker in the old
+    // `issued` table (`<sha1 hex of the token>:<record key>` -> until, ms).
+    use redb::TableDefinition;
+    use sha1::Digest;
+    const ISSUED: TableDefinition<&str, i64> = TableDefinition::new("issued");
+    let path = temp_path("earlier.redb");
+    let clock = ManualClock::at_millis(1_800_000_000_000);
+    let now = clock.now_millis();
+    let old_id = |token: &str| {
+        format!(
+            "{}:{}",
+            hex::encode(sha1::Sha1::digest(token.as_bytes())),
+            key("u").encoded()
+        )
+    };
+    {
+        let db = redb::Database::create(&path).expect("creates");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut table = txn.open_table(ISSUED).expect("table");
+            table
+                .insert(old_id("live").as_str(), now + 60_000)
+                .expect("insert");
+            table
+                .insert(old_id("gone").as_str(), now - 1)
+                .expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let mut store_settings = settings(Backend::Embedded, "").embedded;
+    store_settings.path = path.clone();
+
+    // Act
+    let store = EmbeddedStore::open(&store_settings, clock.clone()).expect("opens");
+
+    // Assert: the live marker counts, the expired one does not, and the purge removes only the expired one.
+    assert!(store.was_issued(&key("u"), "live").await.expect("read"));
+    assert!(!store.was_issued(&key("u"), "gone").await.expect("read"));
+    assert!(!store.was_issued(&key("other"), "live").await.expect("read"));
+    assert_eq!(store.purge_now().await.expect("purge"), 1);
+    assert_eq!(store.stored_entries().await.expect("count"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

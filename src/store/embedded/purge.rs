@@ -23,7 +23,7 @@ use redb::{
 use tokio::sync::mpsc;
 
 use super::writer::{storage, submit, Job, OpError, Shared};
-use super::{EmbeddedStore, ISSUED, ONCE, RATES, RECORDS, REQUESTS, REVOKED};
+use super::{marker_until, EmbeddedStore, ISSUED, ONCE, RATES, RECORDS, REQUESTS, REVOKED};
 use crate::store::StoreError;
 
 /// Entries examined per read transaction.
@@ -31,12 +31,16 @@ const SCAN_CHUNK: usize = 4096;
 /// Most keys one delete job removes: it keeps each of the writer's transactions small.
 const DELETE_CHUNK: usize = 256;
 
-/// A record's expiry; an undecodable record counts as expired (nothing can ever read it).
+/// The expiry of an entry of the records table: a record's, or a marker's (8 bytes; a record is a JSON object,
+/// never that short). An undecodable record counts as expired (nothing can ever read it).
 fn record_until(bytes: &[u8]) -> i64 {
     /// Only the field the purger needs: cheaper to decode than the whole record.
     #[derive(serde::Deserialize)]
     struct Expiry {
         expires_at_ms: i64,
+    }
+    if bytes.len() == 8 {
+        return marker_until(bytes);
     }
     serde_json::from_slice::<Expiry>(bytes).map_or(i64::MIN, |e| e.expires_at_ms)
 }
